@@ -1,0 +1,59 @@
+//! The command line (SPEC §1). Each command is a function returning an exit code;
+//! `main` only parses arguments and prints the error.
+
+mod check;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{ConfigError, DEFAULT_CONFIG_PATH};
+
+#[derive(Parser, Debug)]
+#[command(name = "stsedge", version, about = "Multi-tenant MTA-STS policy host")]
+pub struct Cli {
+    /// The server configuration file.
+    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server until SIGTERM/SIGINT; SIGHUP reloads.
+    Serve,
+    /// Validate the config, every tenant and every certificate; exit 0 only if all good.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<ConfigError>),
+    #[error(
+        "cannot listen on {addr} ({source}); free the port, or give the service CAP_NET_BIND_SERVICE for ports below 1024"
+    )]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] rustls::Error),
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Serve => serve::run(&cli.config),
+        Command::Check { json } => check::run(&cli.config, json),
+    }
+}

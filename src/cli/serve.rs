@@ -1,0 +1,145 @@
+//! `stsedge serve`: bind, load, publish, serve; reload on events and SIGHUP; drain on
+//! SIGTERM/SIGINT.
+
+use arc_swap::ArcSwap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::CliError;
+use crate::admin::Admin;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::reload::{Reloader, Sources, Trigger, status_line};
+use crate::server::{Edge, Limits, bind};
+use crate::snapshot::Snapshot;
+use crate::tls::{SniResolver, provider, server_config};
+
+pub fn run(config_path: &Path) -> Result<ExitCode, CliError> {
+    let config = ServerConfig::load(config_path).map_err(CliError::Config)?;
+    let listen = |addr| bind(addr).map_err(|source| CliError::Listen { addr, source });
+    let https: Vec<std::net::TcpListener> = config
+        .https
+        .listen
+        .iter()
+        .copied()
+        .map(listen)
+        .collect::<Result<_, _>>()?;
+    let admin_listener = listen(config.admin.listen)?;
+    // `available_parallelism` honours CPU affinity and cgroup quotas, so a server pinned
+    // to one core runs one worker.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .thread_name("stsedge-worker")
+        .build()?;
+    runtime.block_on(serve(config, https, admin_listener))
+}
+
+async fn serve(
+    config: ServerConfig,
+    https: Vec<std::net::TcpListener>,
+    admin_listener: std::net::TcpListener,
+) -> Result<ExitCode, CliError> {
+    let https: Vec<TcpListener> = https
+        .into_iter()
+        .map(TcpListener::from_std)
+        .collect::<Result<_, _>>()?;
+    let admin_listener = TcpListener::from_std(admin_listener)?;
+    let https_addrs: Vec<String> = https
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let admin_addr = admin_listener.local_addr()?;
+    tracing::info!(https = %https_addrs.join(","), admin = %admin_addr, "listening; loading tenants");
+
+    let metrics = Arc::new(Metrics::new());
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty(Arc::new(
+        config.clone(),
+    ))));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin = Arc::new(Admin {
+        snapshot: snapshot.clone(),
+        metrics: metrics.clone(),
+        ready: false.into(),
+    });
+    tokio::spawn(admin.clone().serve(admin_listener, stop_rx.clone()));
+
+    let started = std::time::Instant::now();
+    let provider = provider();
+    let (sources, first) = {
+        let provider = provider.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut sources = Sources::new(config, provider);
+            let first = sources.initial();
+            (sources, first)
+        })
+        .await
+        .expect("initial load panicked")
+    };
+    metrics.published(&first);
+    snapshot.store(Arc::new(first));
+    admin.ready.store(true, Ordering::Release);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reloader =
+        Reloader::new(sources, snapshot.clone(), metrics.clone(), tx.clone(), rx).spawn();
+
+    let tls = server_config(provider, Arc::new(SniResolver::new(snapshot.clone())))?;
+    let edge = Edge::new(
+        snapshot.clone(),
+        tls,
+        metrics.clone(),
+        Limits::default(),
+        stop_rx,
+    );
+    let accept_loops: Vec<_> = https
+        .into_iter()
+        .map(|l| tokio::spawn(edge.clone().serve(l)))
+        .collect();
+
+    let status = status_line(&snapshot.load());
+    tracing::info!(
+        https = %https_addrs.join(","), admin = %admin_addr,
+        tenants = snapshot.load().tenant_count(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "ready; {status}"
+    );
+    crate::systemd::ready(&status);
+    crate::systemd::spawn_watchdog();
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = tx.send(Trigger::Sighup);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!("stopping: no new connections; draining open ones");
+    crate::systemd::stopping();
+    let _ = stop_tx.send(true);
+    for l in accept_loops {
+        let _ = l.await;
+    }
+    let left = edge.drain().await;
+    if left > 0 {
+        tracing::warn!(connections = left, "drain timed out; closing the rest");
+    } else {
+        tracing::info!("drained");
+    }
+    let _ = tx.send(Trigger::Stop);
+    let _ = tokio::task::spawn_blocking(move || reloader.join()).await;
+    Ok(ExitCode::SUCCESS)
+}

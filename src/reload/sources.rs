@@ -1,0 +1,765 @@
+//! `Sources`: the file-backed side of the snapshot. It remembers what every tenant
+//! file and certificate looked like when last read, so a change re-reads only the files
+//! that changed and yields the next snapshot as a delta of the previous one.
+//!
+//! Rules it keeps:
+//! - a file is re-read only when its identity (device, inode, size, times) changed;
+//! - a bad tenant file or certificate never removes what was serving: the last good
+//!   version stays, and the problem is put on the board (logged, counted, shown);
+//! - a deleted tenant file removes the tenant.
+//!
+//! It runs on the reloader thread only; nothing here is reachable from a request.
+
+use rustls::crypto::CryptoProvider;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{
+    CertPaths, ConfigError, Location, ProblemKind, ServerConfig, TENANT_FILE_SUFFIX, TenantSpec,
+    domain_of_file, parse_tenant,
+};
+use crate::domain::DomainName;
+use crate::snapshot::{
+    CertStatus, POLICY_HOST_PREFIX, ServiceCert, Snapshot, SnapshotBuilder, Tenant,
+};
+use crate::tls::dev::DevCa;
+use crate::tls::{CertOrigin, LoadedCert, check_names, load_pair, unix_now};
+
+use super::parallel::par_map;
+
+/// What identifies one version of a file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl FileIdentity {
+    /// Follows symlinks, so a certbot-style `live/` link swap is a new identity.
+    pub fn of(path: &Path) -> Option<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        m.is_file().then(|| FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        })
+    }
+}
+
+struct TenantFile {
+    domain: Option<DomainName>,
+    identity: Option<FileIdentity>,
+    /// The last version of the file that validated.
+    good: Option<TenantSpec>,
+}
+
+struct CertRecord {
+    identity: (Option<FileIdentity>, Option<FileIdentity>),
+    origin: CertOrigin,
+    /// The last version of the pair that loaded.
+    good: Option<(LoadedCert, Arc<[String]>)>,
+    problem: Option<ConfigError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ProblemKey {
+    Config,
+    TenantsDir,
+    TenantFile(PathBuf),
+    TenantCert(DomainName),
+    Service,
+}
+
+/// Directories to start or stop watching after a change.
+#[derive(Debug, Default)]
+pub struct WatchDelta {
+    pub add: Vec<PathBuf>,
+    pub remove: Vec<PathBuf>,
+}
+
+pub struct Sources {
+    config: Arc<ServerConfig>,
+    provider: Arc<CryptoProvider>,
+    dev_ca: Option<DevCa>,
+    files: HashMap<PathBuf, TenantFile>,
+    owner: HashMap<DomainName, PathBuf>,
+    certs: HashMap<CertPaths, CertRecord>,
+    cert_users: HashMap<CertPaths, HashSet<DomainName>>,
+    dev_certs: HashMap<DomainName, LoadedCert>,
+    board: BTreeMap<ProblemKey, Vec<ConfigError>>,
+    watched: HashMap<PathBuf, usize>,
+    watch_delta: WatchDelta,
+}
+
+impl Sources {
+    pub fn new(config: ServerConfig, provider: Arc<CryptoProvider>) -> Sources {
+        let mut sources = Sources {
+            config: Arc::new(config),
+            provider,
+            dev_ca: None,
+            files: HashMap::new(),
+            owner: HashMap::new(),
+            certs: HashMap::new(),
+            cert_users: HashMap::new(),
+            dev_certs: HashMap::new(),
+            board: BTreeMap::new(),
+            watched: HashMap::new(),
+            watch_delta: WatchDelta::default(),
+        };
+        sources.open_dev_ca();
+        for dir in sources.fixed_watch_dirs() {
+            sources.watch(dir);
+        }
+        sources
+    }
+
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
+    }
+
+    fn open_dev_ca(&mut self) {
+        self.dev_ca = None;
+        if !self.config.https.dev_self_signed {
+            return;
+        }
+        tracing::warn!(
+            state_dir = %self.config.state_dir.display(),
+            "dev_self_signed is on: tenants without a certificate get one from a local development CA; NOT FOR PRODUCTION"
+        );
+        match DevCa::open_or_create(&self.config.state_dir) {
+            Ok(ca) => self.dev_ca = Some(ca),
+            Err(e) => self.set_problems(ProblemKey::Config, vec![e]),
+        }
+    }
+
+    fn fixed_watch_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![
+            self.config.base_dir.clone(),
+            self.config.tenants_dir.clone(),
+        ];
+        let acme = self.config.state_dir.join("certs");
+        if acme.is_dir() {
+            dirs.push(acme);
+        }
+        dirs
+    }
+
+    /// Builds a whole snapshot from the files, as at start-up.
+    pub fn initial(&mut self) -> Snapshot {
+        let builder = SnapshotBuilder::new(self.config.clone(), 0);
+        self.scan(builder)
+    }
+
+    /// Re-reads `stsedge.toml`, then every tenant and certificate file whose identity
+    /// changed (SIGHUP, or a change to the config file itself).
+    pub fn rescan(&mut self, current: &Snapshot) -> Snapshot {
+        let mut builder = current.to_builder();
+        match ServerConfig::load(&self.config.path) {
+            Ok(new) if new != *self.config => {
+                tracing::info!(file = %new.path.display(), "server configuration changed");
+                if new.https.listen != self.config.https.listen
+                    || new.admin.listen != self.config.admin.listen
+                {
+                    tracing::warn!(
+                        "listen addresses changed; they take effect at the next restart"
+                    );
+                }
+                let old_fixed = self.fixed_watch_dirs();
+                let dev_changed = new.https.dev_self_signed != self.config.https.dev_self_signed
+                    || new.state_dir != self.config.state_dir;
+                self.config = Arc::new(new);
+                for dir in old_fixed {
+                    self.unwatch(&dir);
+                }
+                for dir in self.fixed_watch_dirs() {
+                    self.watch(dir);
+                }
+                if dev_changed {
+                    self.dev_certs.clear();
+                    self.open_dev_ca();
+                }
+                self.set_problems(ProblemKey::Config, Vec::new());
+                builder.config(self.config.clone());
+                // Every tenant may now resolve differently (paths, dev mode, ACME).
+                let all: Vec<DomainName> = self.owner.keys().cloned().collect();
+                for domain in all {
+                    self.rebuild(&mut builder, &domain);
+                }
+            }
+            Ok(_) => self.set_problems(ProblemKey::Config, Vec::new()),
+            Err(errors) => {
+                tracing::warn!(file = %self.config.path.display(), "server configuration rejected; keeping the running one");
+                self.set_problems(ProblemKey::Config, errors);
+            }
+        }
+        self.scan(builder)
+    }
+
+    /// Applies file events: `paths` are what the watcher reported (files or
+    /// directories). Returns `None` when nothing served changed.
+    pub fn apply_events(&mut self, paths: &[PathBuf], current: &Snapshot) -> Option<Snapshot> {
+        let mut builder = current.to_builder();
+        let mut changed = false;
+        let mut tenant_paths = Vec::new();
+        let mut dirs = HashSet::new();
+        for path in paths {
+            if path.parent() == Some(self.config.tenants_dir.as_path()) {
+                tenant_paths.push(path.clone());
+            } else if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+            dirs.insert(path.clone());
+        }
+        let mut domains = self.visit_tenant_files(&tenant_paths);
+        // Certificates in a directory that had events: re-stat them all, since a
+        // `..data` or `live/` symlink swap names the link, not the files.
+        let in_dirs: Vec<CertPaths> = self
+            .certs
+            .keys()
+            .filter(|p| {
+                [&p.cert, &p.key]
+                    .iter()
+                    .any(|f| f.parent().is_some_and(|d| dirs.contains(d)))
+            })
+            .cloned()
+            .collect();
+        for paths in self.visit_certs(in_dirs) {
+            domains.extend(self.cert_users.get(&paths).into_iter().flatten().cloned());
+            changed |= self.config.https.service_cert.as_ref() == Some(&paths);
+        }
+        // A directory appearing under STATE_DIR/certs is a new ACME certificate.
+        let acme_root = self.config.state_dir.join("certs");
+        for path in paths {
+            if let Ok(rest) = path.strip_prefix(&acme_root)
+                && let Some(first) = rest.components().next()
+                && let Some(domain) = first
+                    .as_os_str()
+                    .to_str()
+                    .and_then(|d| d.strip_prefix(POLICY_HOST_PREFIX))
+                    .and_then(|d| DomainName::parse(d).ok())
+                && self.owner.contains_key(&domain)
+            {
+                domains.insert(domain);
+            }
+        }
+        if changed {
+            self.refresh_service(&mut builder);
+        }
+        if domains.is_empty() && !changed {
+            return None;
+        }
+        let mut domains: Vec<_> = domains.into_iter().collect();
+        domains.sort();
+        self.prepare_certs(&domains);
+        for domain in &domains {
+            self.rebuild(&mut builder, domain);
+        }
+        builder.problems(self.problems());
+        Some(builder.build())
+    }
+
+    /// Rebuilds tenants whose certificate validity changed since they were built (a
+    /// certificate expired, or became valid).
+    pub fn revalidate(&mut self, current: &Snapshot) -> Option<Snapshot> {
+        let now = unix_now();
+        let stale: Vec<DomainName> = current
+            .tenants()
+            .filter(|t| match &t.cert {
+                CertStatus::Loaded(c) => !c.is_valid_at(now),
+                CertStatus::Missing(_) => t.cert_paths.as_ref().is_some_and(|p| {
+                    self.certs
+                        .get(p)
+                        .and_then(|r| r.good.as_ref())
+                        .is_some_and(|(c, _)| c.is_valid_at(now))
+                }),
+            })
+            .map(|t| t.domain.clone())
+            .collect();
+        let service_stale = current
+            .service_cert()
+            .is_some_and(|s| !s.cert.is_valid_at(now));
+        if stale.is_empty() && !service_stale {
+            return None;
+        }
+        let mut builder = current.to_builder();
+        for domain in &stale {
+            self.rebuild(&mut builder, domain);
+        }
+        if service_stale {
+            self.refresh_service(&mut builder);
+        }
+        builder.problems(self.problems());
+        Some(builder.build())
+    }
+
+    /// Directories to start and stop watching since the last call.
+    pub fn take_watch_delta(&mut self) -> WatchDelta {
+        std::mem::take(&mut self.watch_delta)
+    }
+
+    fn scan(&mut self, mut builder: SnapshotBuilder) -> Snapshot {
+        let dir = self.config.tenants_dir.clone();
+        let present: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                self.set_problems(ProblemKey::TenantsDir, Vec::new());
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| is_tenant_file_name(p))
+                    .collect()
+            }
+            Err(e) => {
+                // Keep serving what we have: an unreadable directory is not "no tenants".
+                self.set_problems(ProblemKey::TenantsDir, vec![ConfigError::io(&dir, &e)]);
+                builder.problems(self.problems());
+                return builder.build();
+            }
+        };
+        let present_set: HashSet<&PathBuf> = present.iter().collect();
+        let mut visit: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !present_set.contains(p))
+            .cloned()
+            .collect();
+        visit.extend(present.iter().cloned());
+        let mut domains = self.visit_tenant_files(&visit);
+
+        let in_use: Vec<CertPaths> = self.certs.keys().cloned().collect();
+        for paths in self.visit_certs(in_use) {
+            domains.extend(self.cert_users.get(&paths).into_iter().flatten().cloned());
+        }
+        let mut domains: Vec<_> = domains.into_iter().collect();
+        domains.sort();
+        self.prepare_certs(&domains);
+        for domain in &domains {
+            self.rebuild(&mut builder, domain);
+        }
+        self.refresh_service(&mut builder);
+        builder.problems(self.problems());
+        builder.build()
+    }
+
+    /// Re-reads the tenant files among `paths` whose identity changed. Returns the
+    /// domains whose tenant may need rebuilding.
+    fn visit_tenant_files(&mut self, paths: &[PathBuf]) -> HashSet<DomainName> {
+        let stale: Vec<(PathBuf, Option<FileIdentity>)> = paths
+            .iter()
+            .filter(|p| is_tenant_file_name(p))
+            .map(|p| (p.clone(), FileIdentity::of(p)))
+            .filter(|(p, id)| self.files.get(p).map(|f| f.identity) != Some(*id) || id.is_none())
+            .collect();
+        let base = self.config.base_dir.clone();
+        let parsed = par_map(&stale, |(path, identity)| {
+            read_tenant(path, *identity, &base)
+        });
+        let mut domains = HashSet::new();
+        for ((path, identity), outcome) in stale.into_iter().zip(parsed) {
+            let domain = match outcome {
+                TenantRead::Gone => {
+                    if let Some(old) = self.files.remove(&path) {
+                        self.set_problems(ProblemKey::TenantFile(path.clone()), Vec::new());
+                        if let Some(d) = old.domain
+                            && self.owner.get(&d) == Some(&path)
+                        {
+                            tracing::info!(tenant = %d, file = %path.display(), "tenant file removed");
+                            self.owner.remove(&d);
+                            domains.insert(d);
+                        }
+                    }
+                    continue;
+                }
+                TenantRead::BadName(e) => {
+                    self.files.insert(
+                        path.clone(),
+                        TenantFile {
+                            domain: None,
+                            identity,
+                            good: None,
+                        },
+                    );
+                    self.set_problems(ProblemKey::TenantFile(path), vec![e]);
+                    continue;
+                }
+                TenantRead::Read(domain, result) => (domain, result),
+            };
+            let (domain, result) = domain;
+            if let Some(other) = self.owner.get(&domain).filter(|o| **o != path) {
+                let msg = format!(
+                    "it defines {domain} again, which {} already defines; remove one of the two files",
+                    other.display()
+                );
+                self.set_problems(
+                    ProblemKey::TenantFile(path.clone()),
+                    vec![ConfigError::new(
+                        Location::file(&path),
+                        ProblemKind::Invalid,
+                        msg,
+                    )],
+                );
+                self.files.insert(
+                    path,
+                    TenantFile {
+                        domain: Some(domain),
+                        identity,
+                        good: None,
+                    },
+                );
+                continue;
+            }
+            let previous = self.files.remove(&path).and_then(|f| f.good);
+            let good = match result {
+                Ok(spec) => {
+                    self.set_problems(ProblemKey::TenantFile(path.clone()), Vec::new());
+                    Some(spec)
+                }
+                Err(errors) => {
+                    if previous.is_some() {
+                        tracing::warn!(tenant = %domain, "tenant file rejected; the last good version keeps serving");
+                    }
+                    self.set_problems(ProblemKey::TenantFile(path.clone()), errors);
+                    previous.clone()
+                }
+            };
+            if good.is_some() {
+                self.owner.insert(domain.clone(), path.clone());
+            }
+            if good != previous || good.is_none() {
+                domains.insert(domain.clone());
+            }
+            self.files.insert(
+                path,
+                TenantFile {
+                    domain: Some(domain),
+                    identity,
+                    good,
+                },
+            );
+        }
+        domains
+    }
+
+    /// Loads the certificate pairs the given tenants need and that are not yet known.
+    fn prepare_certs(&mut self, domains: &[DomainName]) {
+        let wanted: Vec<(CertPaths, CertOrigin)> = domains
+            .iter()
+            .filter_map(|d| self.cert_source(d))
+            .filter(|(p, _)| !self.certs.contains_key(p))
+            .collect();
+        let provider = self.provider.clone();
+        let loaded = par_map(&wanted, |(paths, origin)| {
+            load_record(paths, *origin, &provider)
+        });
+        for ((paths, _), record) in wanted.into_iter().zip(loaded) {
+            self.certs.insert(paths, record);
+        }
+    }
+
+    /// Re-stats known certificate pairs and reloads those that changed. Returns the
+    /// pairs that now load differently.
+    fn visit_certs(&mut self, candidates: Vec<CertPaths>) -> Vec<CertPaths> {
+        let stale: Vec<(CertPaths, CertOrigin)> = candidates
+            .into_iter()
+            .filter_map(|p| {
+                let record = self.certs.get(&p)?;
+                let now = (FileIdentity::of(&p.cert), FileIdentity::of(&p.key));
+                (now != record.identity).then_some((p, record.origin))
+            })
+            .collect();
+        let provider = self.provider.clone();
+        let loaded = par_map(&stale, |(paths, origin)| {
+            load_record(paths, *origin, &provider)
+        });
+        let mut changed = Vec::new();
+        for ((paths, _), mut record) in stale.into_iter().zip(loaded) {
+            let old = self.certs.remove(&paths).expect("candidate is known");
+            if record.good.is_none() {
+                // Keep serving the last good certificate while the files are broken
+                // (mid-renewal, a bad copy): the problem is reported, nothing stops.
+                record.good = old.good;
+            }
+            self.certs.insert(paths.clone(), record);
+            changed.push(paths);
+        }
+        changed
+    }
+
+    /// Where `domain`'s certificate comes from, if from files.
+    fn cert_source(&self, domain: &DomainName) -> Option<(CertPaths, CertOrigin)> {
+        let spec = self.files.get(self.owner.get(domain)?)?.good.as_ref()?;
+        if let Some(paths) = &spec.cert {
+            return Some((paths.clone(), CertOrigin::Static));
+        }
+        let dir = self.config.acme_cert_dir(domain);
+        let paths = CertPaths {
+            cert: dir.join("fullchain.pem"),
+            key: dir.join("privkey.pem"),
+        };
+        (self.certs.contains_key(&paths) || paths.cert.exists())
+            .then_some((paths, CertOrigin::Acme))
+    }
+
+    /// Replaces `domain` in the builder with what its files say now.
+    fn rebuild(&mut self, builder: &mut SnapshotBuilder, domain: &DomainName) {
+        let old_paths = builder
+            .tenant(domain.as_str())
+            .and_then(|t| t.cert_paths.clone());
+        let spec = self
+            .owner
+            .get(domain)
+            .and_then(|p| self.files.get(p))
+            .and_then(|f| f.good.clone());
+        let Some(spec) = spec else {
+            builder.remove(domain.as_str());
+            self.set_problems(ProblemKey::TenantCert(domain.clone()), Vec::new());
+            self.set_users(domain, old_paths, None);
+            return;
+        };
+        let host = format!("{POLICY_HOST_PREFIX}{domain}");
+        let source = self.cert_source(domain);
+        let (cert, problems) = match &source {
+            Some((paths, _)) => self.cert_status(paths, &host),
+            None => self.generated_cert(domain, &host),
+        };
+        self.set_problems(ProblemKey::TenantCert(domain.clone()), problems);
+        let paths = source.map(|(p, _)| p);
+        self.set_users(domain, old_paths, paths.clone());
+        let policy = spec.policy.clone();
+        builder.upsert(Arc::new(Tenant::new(spec, policy, cert, paths)));
+    }
+
+    fn cert_status(&self, paths: &CertPaths, host: &str) -> (CertStatus, Vec<ConfigError>) {
+        let record = self.certs.get(paths);
+        let mut problems: Vec<ConfigError> =
+            record.and_then(|r| r.problem.clone()).into_iter().collect();
+        let status = match record.and_then(|r| r.good.as_ref()) {
+            Some((cert, names)) => match check_names(names, host, &paths.cert) {
+                Ok(()) if cert.is_valid_at(unix_now()) => CertStatus::Loaded(cert.clone()),
+                Ok(()) => {
+                    CertStatus::Missing("the certificate is outside its validity period".into())
+                }
+                Err(e) => {
+                    let why = e.message.clone();
+                    problems.push(e);
+                    CertStatus::Missing(why.into())
+                }
+            },
+            None => CertStatus::Missing(
+                problems
+                    .first()
+                    .map_or("the certificate has not been loaded".into(), |p| {
+                        p.to_string().into()
+                    }),
+            ),
+        };
+        (status, problems)
+    }
+
+    /// A tenant without certificate files: a development certificate, or nothing yet.
+    fn generated_cert(
+        &mut self,
+        domain: &DomainName,
+        host: &str,
+    ) -> (CertStatus, Vec<ConfigError>) {
+        if let Some(ca) = &self.dev_ca {
+            if let Some(c) = self
+                .dev_certs
+                .get(domain)
+                .filter(|c| c.is_valid_at(unix_now()))
+            {
+                return (CertStatus::Loaded(c.clone()), Vec::new());
+            }
+            return match ca.issue(host, &self.provider) {
+                Ok(c) => {
+                    tracing::warn!(tenant = %domain, "serving a development certificate; NOT FOR PRODUCTION");
+                    self.dev_certs.insert(domain.clone(), c.clone());
+                    (CertStatus::Loaded(c), Vec::new())
+                }
+                Err(e) => (
+                    CertStatus::Missing(
+                        format!("cannot issue a development certificate: {e}").into(),
+                    ),
+                    Vec::new(),
+                ),
+            };
+        }
+        let why = if self.config.acme.is_some() {
+            "waiting for an ACME certificate"
+        } else {
+            "no certificate: the tenant file has no `cert`/`key` and [acme] is not configured; add both, or configure [acme]"
+        };
+        (CertStatus::Missing(why.into()), Vec::new())
+    }
+
+    fn refresh_service(&mut self, builder: &mut SnapshotBuilder) {
+        let config = self.config.clone();
+        let service = match &config.https.service_cert {
+            Some(paths) => {
+                if !self.certs.contains_key(paths) {
+                    let record = load_record(paths, CertOrigin::Static, &self.provider);
+                    self.certs.insert(paths.clone(), record);
+                    self.watch_cert_dirs(paths);
+                }
+                let record = &self.certs[paths];
+                let problems: Vec<ConfigError> = record.problem.clone().into_iter().collect();
+                let service = record
+                    .good
+                    .clone()
+                    .map(|(cert, names)| ServiceCert { names, cert });
+                self.set_problems(ProblemKey::Service, problems);
+                service
+            }
+            None => match (&self.dev_ca, &config.tlsrpt) {
+                (Some(ca), Some(tlsrpt)) => ca
+                    .issue(tlsrpt.host.as_str(), &self.provider)
+                    .ok()
+                    .map(|cert| ServiceCert {
+                        names: Arc::from([tlsrpt.host.to_string()]),
+                        cert,
+                    }),
+                _ => None,
+            },
+        };
+        builder.service(service);
+    }
+
+    fn set_users(&mut self, domain: &DomainName, old: Option<CertPaths>, new: Option<CertPaths>) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old
+            && let Some(users) = self.cert_users.get_mut(&old)
+        {
+            users.remove(domain);
+            if users.is_empty() {
+                self.cert_users.remove(&old);
+                if self.config.https.service_cert.as_ref() != Some(&old) {
+                    self.certs.remove(&old);
+                    self.unwatch_cert_dirs(&old);
+                }
+            }
+        }
+        if let Some(new) = new {
+            let users = self.cert_users.entry(new.clone()).or_default();
+            let first = users.is_empty();
+            users.insert(domain.clone());
+            if first {
+                self.watch_cert_dirs(&new);
+            }
+        }
+    }
+
+    fn watch_cert_dirs(&mut self, paths: &CertPaths) {
+        for dir in cert_dirs(paths) {
+            self.watch(dir);
+        }
+    }
+
+    fn unwatch_cert_dirs(&mut self, paths: &CertPaths) {
+        for dir in cert_dirs(paths) {
+            self.unwatch(&dir);
+        }
+    }
+
+    fn watch(&mut self, dir: PathBuf) {
+        let count = self.watched.entry(dir.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.watch_delta.add.push(dir);
+        }
+    }
+
+    fn unwatch(&mut self, dir: &Path) {
+        if let Some(count) = self.watched.get_mut(dir) {
+            *count -= 1;
+            if *count == 0 {
+                self.watched.remove(dir);
+                self.watch_delta.remove.push(dir.to_path_buf());
+            }
+        }
+    }
+
+    fn set_problems(&mut self, key: ProblemKey, problems: Vec<ConfigError>) {
+        if problems.is_empty() {
+            if self.board.remove(&key).is_some() {
+                tracing::info!(source = ?key, "problem resolved");
+            }
+            return;
+        }
+        if self.board.get(&key) == Some(&problems) {
+            return;
+        }
+        for p in &problems {
+            tracing::warn!(file = %p.location, kind = p.kind.as_str(), "{}", p.message);
+        }
+        self.board.insert(key, problems);
+    }
+
+    /// Every current problem, ordered by source.
+    pub fn problems(&self) -> Arc<[ConfigError]> {
+        self.board.values().flatten().cloned().collect()
+    }
+}
+
+fn cert_dirs(paths: &CertPaths) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = [&paths.cert, &paths.key]
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.dedup();
+    dirs
+}
+
+fn is_tenant_file_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| !n.starts_with('.') && n.ends_with(TENANT_FILE_SUFFIX))
+}
+
+enum TenantRead {
+    Gone,
+    BadName(ConfigError),
+    Read(DomainName, Result<TenantSpec, Vec<ConfigError>>),
+}
+
+fn read_tenant(path: &Path, identity: Option<FileIdentity>, base_dir: &Path) -> TenantRead {
+    let domain = match domain_of_file(path) {
+        None => return TenantRead::Gone,
+        Some(Err(e)) => return TenantRead::BadName(e),
+        Some(Ok(d)) => d,
+    };
+    if identity.is_none() {
+        return TenantRead::Gone;
+    }
+    let result = match std::fs::read_to_string(path) {
+        Ok(text) => parse_tenant(domain.clone(), path, &text, base_dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return TenantRead::Gone,
+        Err(e) => Err(vec![ConfigError::io(path, &e)]),
+    };
+    TenantRead::Read(domain, result)
+}
+
+fn load_record(paths: &CertPaths, origin: CertOrigin, provider: &CryptoProvider) -> CertRecord {
+    let identity = (FileIdentity::of(&paths.cert), FileIdentity::of(&paths.key));
+    match load_pair(paths, origin, provider) {
+        Ok((cert, names)) => CertRecord {
+            identity,
+            origin,
+            good: Some((cert, names.into())),
+            problem: None,
+        },
+        Err(e) => CertRecord {
+            identity,
+            origin,
+            good: None,
+            problem: Some(e),
+        },
+    }
+}

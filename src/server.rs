@@ -1,0 +1,297 @@
+//! The HTTPS edge: listeners, the accept loop, TLS handshakes and HTTP connections.
+//!
+//! Contract: `serve` accepts until the shutdown signal, then stops accepting; `drain`
+//! waits (bounded) for open connections, which finish their in-flight requests. Every
+//! stage a client controls has a bound: connection count, handshake time, header time
+//! and size, connection lifetime. A connection reads the snapshot once per handshake
+//! and once per request, and never waits on the reloader.
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use rustls::server::Acceptor;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::StartHandshake;
+
+use crate::http::{respond, route};
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use crate::tls::ALPN_H2;
+
+/// Bounds on what one client can cost.
+///
+/// # Defaults
+/// 20 000 connections, 10 s for the TLS handshake, 10 s for request headers, 16 KiB of
+/// headers, 60 s per connection, 32 concurrent HTTP/2 streams, 10 s to drain.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub connection_lifetime: Duration,
+    pub h2_max_streams: u32,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 20_000,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            connection_lifetime: Duration::from_secs(60),
+            h2_max_streams: 32,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a connection needs, shared by all of them.
+pub struct Edge {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    permits: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The fatal `unrecognized_name` alert (RFC 6066 §3) as a plaintext TLS record, sent
+/// before any ServerHello. rustls has no way to refuse a ClientHello with this alert.
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+
+impl Edge {
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        tls: Arc<rustls::ServerConfig>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Edge> {
+        Arc::new(Edge {
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            snapshot,
+            tls,
+            metrics,
+            limits,
+            shutdown,
+        })
+    }
+
+    /// Accepts on `listener` until shutdown.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stopped(&mut shutdown) => return,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                self.metrics.connections_rejected.inc();
+                drop(stream);
+                continue;
+            };
+            let edge = self.clone();
+            tokio::spawn(async move {
+                edge.metrics.connections_open.inc();
+                edge.connection(stream, peer).await;
+                edge.metrics.connections_open.dec();
+                drop(permit);
+            });
+        }
+    }
+
+    /// Waits until every connection has closed, or `drain_timeout` passed. Returns the
+    /// number still open.
+    pub async fn drain(&self) -> usize {
+        let all = self.limits.max_connections as u32;
+        let waited =
+            tokio::time::timeout(self.limits.drain_timeout, self.permits.acquire_many(all)).await;
+        match waited {
+            Ok(_) => 0,
+            Err(_) => self.limits.max_connections - self.permits.available_permits(),
+        }
+    }
+
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let tls = match tokio::time::timeout(self.limits.handshake_timeout, self.handshake(stream))
+            .await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.metrics.handshakes.timeout.inc();
+                tracing::debug!(%peer, "handshake timed out");
+                return;
+            }
+        };
+        self.metrics.handshakes.ok.inc();
+        let (_, conn) = tls.get_ref();
+        let sni: Arc<str> = Arc::from(conn.server_name().unwrap_or_default());
+        let h2 = conn.alpn_protocol() == Some(ALPN_H2);
+        let io = TokioIo::new(tls);
+        let snapshot = self.snapshot.clone();
+        let metrics = self.metrics.clone();
+        let service = service_fn(move |req| {
+            let outcome = route(&snapshot.load(), &sni, &req);
+            std::future::ready(Ok::<_, Infallible>(respond(outcome, &metrics.responses)))
+        });
+        let result = if h2 {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(self.limits.h2_max_streams)
+                .max_header_list_size(self.limits.max_header_bytes as u32)
+                .keep_alive_interval(Some(Duration::from_secs(20)))
+                .keep_alive_timeout(Duration::from_secs(10));
+            self.drive(builder.serve_connection(io, service)).await
+        } else {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.limits.header_timeout)
+                .max_buf_size(self.limits.max_header_bytes);
+            self.drive(builder.serve_connection(io, service)).await
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// Runs a connection to its end, asking it to finish gracefully at shutdown or when
+    /// it has lived too long.
+    async fn drive<C: GracefulConnection>(&self, conn: C) -> Result<(), C::Error> {
+        let mut conn = pin!(conn);
+        let mut shutdown = self.shutdown.clone();
+        let lifetime = tokio::time::sleep(self.limits.connection_lifetime);
+        let mut lifetime = pin!(lifetime);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                res = conn.as_mut() => return res,
+                _ = stopped(&mut shutdown), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = lifetime.as_mut(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+
+    /// Reads the ClientHello, refuses names we do not serve with `unrecognized_name`,
+    /// then completes the handshake with the shared `ServerConfig`.
+    async fn handshake(
+        &self,
+        mut stream: TcpStream,
+    ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, HandshakeError> {
+        let mut acceptor = Acceptor::default();
+        let mut buf = [0u8; 4096];
+        let accepted = loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(HandshakeError::Eof);
+            }
+            let mut chunk = &buf[..n];
+            while !chunk.is_empty() {
+                acceptor.read_tls(&mut chunk)?;
+            }
+            match acceptor.accept() {
+                Ok(Some(accepted)) => break accepted,
+                Ok(None) => continue,
+                Err((err, mut alert)) => {
+                    self.metrics.handshakes.failed.inc();
+                    let mut out = Vec::new();
+                    let _ = alert.write_all(&mut out);
+                    let _ = stream.write_all(&out).await;
+                    return Err(HandshakeError::Tls(err));
+                }
+            }
+        };
+        let known = match accepted.client_hello().server_name() {
+            None => {
+                self.metrics.handshakes.no_sni.inc();
+                false
+            }
+            Some(name) if self.snapshot.load().certificate_for(name).is_none() => {
+                self.metrics.handshakes.unknown_sni.inc();
+                false
+            }
+            Some(_) => true,
+        };
+        if !known {
+            let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+            let _ = stream.shutdown().await;
+            return Err(HandshakeError::UnknownName);
+        }
+        StartHandshake::from_parts(accepted, stream)
+            .into_stream(self.tls.clone())
+            .await
+            .map_err(|e| {
+                self.metrics.handshakes.failed.inc();
+                HandshakeError::Io(e)
+            })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("client closed the connection during the handshake")]
+    Eof,
+    #[error("no SNI, or a name this edge does not serve")]
+    UnknownName,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(rustls::Error),
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Binds a listening socket the way a server should: `SO_REUSEADDR`, IPv6 sockets
+/// IPv6-only (so `0.0.0.0:443` and `[::]:443` coexist), a deep backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,266 @@
+//! The immutable state one generation of the server answers from.
+//!
+//! A `Snapshot` holds every tenant with its pre-rendered policy, policy id and
+//! certificate, the service certificates and the settings the answer paths need. It is
+//! published behind an `ArcSwap` by the reloader and read, never changed, by the TLS
+//! resolver, the HTTP routes and the DNS answers. A reader loads it once per
+//! handshake, request or query, so it sees one generation or the next, never a mix.
+//!
+//! Nothing here reads files or takes locks; `SnapshotBuilder` derives the next
+//! generation from the previous one by explicit changes.
+
+mod names;
+
+pub use names::{NameMap, Named};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use rustls::sign::CertifiedKey;
+use std::sync::Arc;
+
+use crate::config::{CertPaths, ConfigError, ServerConfig, TenantSpec};
+use crate::domain::{DomainName, strip_prefix_ignore_case};
+use crate::policy::{Policy, PolicyId};
+use crate::tls::{LoadedCert, name_covers};
+
+/// The host-name prefix under which a tenant's policy is served (RFC 8461 §3.3).
+pub const POLICY_HOST_PREFIX: &str = "mta-sts.";
+
+/// Why a tenant's certificate is not being served.
+#[derive(Debug, Clone)]
+pub enum CertStatus {
+    Loaded(LoadedCert),
+    /// No usable certificate; the string completes "not servable: …".
+    Missing(Arc<str>),
+}
+
+/// One customer domain as served in this generation.
+#[derive(Debug)]
+pub struct Tenant {
+    pub domain: DomainName,
+    /// What the tenant file says (the last good version of it).
+    pub spec: TenantSpec,
+    /// The policy actually served.
+    pub policy: Policy,
+    pub body: Bytes,
+    pub id: PolicyId,
+    /// `Content-Length` of `body`, rendered once.
+    pub content_length: HeaderValue,
+    pub cert: CertStatus,
+    /// The certificate files this tenant's certificate came from, if any; the reloader
+    /// watches them.
+    pub cert_paths: Option<CertPaths>,
+}
+
+impl Tenant {
+    pub fn new(
+        spec: TenantSpec,
+        policy: Policy,
+        cert: CertStatus,
+        cert_paths: Option<CertPaths>,
+    ) -> Tenant {
+        let rendered = policy.render();
+        Tenant {
+            domain: spec.domain.clone(),
+            content_length: HeaderValue::from(rendered.body.len()),
+            body: rendered.body,
+            id: rendered.id,
+            policy,
+            spec,
+            cert,
+            cert_paths,
+        }
+    }
+
+    /// The certificate rustls should present, if the tenant has a usable one.
+    #[inline]
+    pub fn certified_key(&self) -> Option<&Arc<CertifiedKey>> {
+        match &self.cert {
+            CertStatus::Loaded(c) => Some(&c.key),
+            CertStatus::Missing(_) => None,
+        }
+    }
+
+    /// RFC 8461 §3.1: the TXT record must only announce a policy that senders can fetch,
+    /// so it is published only while a valid certificate is loaded. `Err` says why not.
+    pub fn servable(&self) -> Result<(), &str> {
+        match &self.cert {
+            CertStatus::Loaded(_) => Ok(()),
+            CertStatus::Missing(why) => Err(why),
+        }
+    }
+
+    pub fn policy_host(&self) -> String {
+        format!("{POLICY_HOST_PREFIX}{}", self.domain)
+    }
+}
+
+impl Named for Tenant {
+    fn name(&self) -> &DomainName {
+        &self.domain
+    }
+}
+
+/// A certificate served for names other than `mta-sts.<tenant>` (the report host).
+#[derive(Clone, Debug)]
+pub struct ServiceCert {
+    /// Lowercase DNS names, possibly `*.` wildcards.
+    pub names: Arc<[String]>,
+    pub cert: LoadedCert,
+}
+
+/// What a host name (SNI or `Host`) designates.
+pub enum HostRoute<'a> {
+    Tenant(&'a Arc<Tenant>),
+    Service,
+    Unknown,
+}
+
+pub struct Snapshot {
+    pub generation: u64,
+    pub config: Arc<ServerConfig>,
+    tenants: NameMap<Arc<Tenant>>,
+    service: Option<ServiceCert>,
+    /// Every current problem in the operator's files, sorted by file.
+    pub problems: Arc<[ConfigError]>,
+}
+
+impl Snapshot {
+    pub fn empty(config: Arc<ServerConfig>) -> Snapshot {
+        Snapshot {
+            generation: 0,
+            config,
+            tenants: NameMap::default(),
+            service: None,
+            problems: Arc::from([]),
+        }
+    }
+
+    /// The tenant for `domain`, ignoring case. Never allocates.
+    #[inline]
+    pub fn tenant(&self, domain: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(domain)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.tenants.iter()
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn service_cert(&self) -> Option<&ServiceCert> {
+        self.service.as_ref()
+    }
+
+    /// What `host` designates: `mta-sts.<tenant>`, a service name, or nothing.
+    /// Never allocates.
+    #[inline]
+    pub fn route(&self, host: &str) -> HostRoute<'_> {
+        if let Some(tenant) =
+            strip_prefix_ignore_case(host, POLICY_HOST_PREFIX).and_then(|d| self.tenants.get(d))
+        {
+            return HostRoute::Tenant(tenant);
+        }
+        match &self.service {
+            Some(s) if s.names.iter().any(|n| name_covers(n, host)) => HostRoute::Service,
+            _ => HostRoute::Unknown,
+        }
+    }
+
+    /// The certificate for an SNI name, as rustls asks for it. Never allocates: this is
+    /// the lookup behind every TLS handshake.
+    #[inline]
+    pub fn certificate_for(&self, sni: &str) -> Option<&Arc<CertifiedKey>> {
+        match self.route(sni) {
+            HostRoute::Tenant(t) => t.certified_key(),
+            HostRoute::Service => self.service.as_ref().map(|s| &s.cert.key),
+            HostRoute::Unknown => None,
+        }
+    }
+
+    /// The earliest moment (Unix seconds) at which a served certificate stops or starts
+    /// being valid, so the reloader can re-evaluate servability then.
+    pub fn next_cert_deadline(&self, now: i64) -> Option<i64> {
+        let tenant_certs = self.tenants.iter().filter_map(|t| match &t.cert {
+            CertStatus::Loaded(c) => Some(c),
+            CertStatus::Missing(_) => None,
+        });
+        tenant_certs
+            .chain(self.service.iter().map(|s| &s.cert))
+            .flat_map(|c| [c.not_before, c.not_after])
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    pub fn to_builder(&self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            generation: self.generation + 1,
+            config: self.config.clone(),
+            tenants: self.tenants.clone(),
+            service: self.service.clone(),
+            problems: self.problems.clone(),
+        }
+    }
+}
+
+/// The next generation under construction: the previous one plus explicit changes.
+pub struct SnapshotBuilder {
+    generation: u64,
+    config: Arc<ServerConfig>,
+    tenants: NameMap<Arc<Tenant>>,
+    service: Option<ServiceCert>,
+    problems: Arc<[ConfigError]>,
+}
+
+impl SnapshotBuilder {
+    pub fn new(config: Arc<ServerConfig>, capacity: usize) -> SnapshotBuilder {
+        SnapshotBuilder {
+            generation: 1,
+            config,
+            tenants: NameMap::with_capacity(capacity),
+            service: None,
+            problems: Arc::from([]),
+        }
+    }
+
+    pub fn config(&mut self, config: Arc<ServerConfig>) -> &mut Self {
+        self.config = config;
+        self
+    }
+
+    pub fn upsert(&mut self, tenant: Arc<Tenant>) -> &mut Self {
+        self.tenants.insert(tenant);
+        self
+    }
+
+    pub fn remove(&mut self, domain: &str) -> &mut Self {
+        self.tenants.remove(domain);
+        self
+    }
+
+    pub fn tenant(&self, domain: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(domain)
+    }
+
+    pub fn service(&mut self, service: Option<ServiceCert>) -> &mut Self {
+        self.service = service;
+        self
+    }
+
+    pub fn problems(&mut self, problems: Arc<[ConfigError]>) -> &mut Self {
+        self.problems = problems;
+        self
+    }
+
+    pub fn build(self) -> Snapshot {
+        Snapshot {
+            generation: self.generation,
+            config: self.config,
+            tenants: self.tenants,
+            service: self.service,
+            problems: self.problems,
+        }
+    }
+}
