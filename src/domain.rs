@@ -191,7 +191,7 @@ mod tests {
             DomainName::parse(&long_label),
             Err(DomainError::LabelTooLong(_))
         ));
-        let long_name = format!("{}.com", ["a".repeat(60); 5].join("."));
+        let long_name = format!("{}.com", vec!["a".repeat(60); 5].join("."));
         assert!(DomainName::parse(&long_name).is_err());
     }
 

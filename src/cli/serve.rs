@@ -45,6 +45,11 @@ async fn serve(
     https: Vec<std::net::TcpListener>,
     admin_listener: std::net::TcpListener,
 ) -> Result<ExitCode, CliError> {
+    // Before anything can tell systemd or a supervisor we exist: a signal that arrives
+    // early must be handled, not kill the process with the default action.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let https: Vec<TcpListener> = https
         .into_iter()
         .map(TcpListener::from_std)
@@ -113,9 +118,6 @@ async fn serve(
     crate::systemd::ready(&status);
     crate::systemd::spawn_watchdog();
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -134,7 +134,8 @@ pub fn parse_tenant(
             }
         }
     }
-    if mx.is_empty() && mode != Mode::None {
+    let listed = raw.mx.as_ref().is_some_and(|l| !l.get_ref().is_empty());
+    if !listed && mode != Mode::None {
         let span = raw.mx.as_ref().map_or(0..0, |l| l.span());
         let location = if raw.mx.is_some() {
             src.at(span)

@@ -86,7 +86,7 @@ impl Reloader {
                 return;
             };
             let config_path = self.sources.config().path.clone();
-            let config_touched = batch.paths.iter().any(|p| *p == config_path);
+            let config_touched = batch.paths.contains(&config_path);
             if batch.sighup {
                 crate::systemd::reloading();
             }

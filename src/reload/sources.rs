@@ -96,6 +96,8 @@ pub struct Sources {
     board: BTreeMap<ProblemKey, Vec<ConfigError>>,
     watched: HashMap<PathBuf, usize>,
     watch_delta: WatchDelta,
+    /// The board changed since the last snapshot was built from it.
+    board_changed: bool,
 }
 
 impl Sources {
@@ -112,6 +114,7 @@ impl Sources {
             board: BTreeMap::new(),
             watched: HashMap::new(),
             watch_delta: WatchDelta::default(),
+            board_changed: false,
         };
         sources.open_dev_ca();
         for dir in sources.fixed_watch_dirs() {
@@ -252,7 +255,7 @@ impl Sources {
         if changed {
             self.refresh_service(&mut builder);
         }
-        if domains.is_empty() && !changed {
+        if domains.is_empty() && !changed && !self.board_changed {
             return None;
         }
         let mut domains: Vec<_> = domains.into_iter().collect();
@@ -362,7 +365,7 @@ impl Sources {
         });
         let mut domains = HashSet::new();
         for ((path, identity), outcome) in stale.into_iter().zip(parsed) {
-            let domain = match outcome {
+            let outcome = match outcome {
                 TenantRead::Gone => {
                     if let Some(old) = self.files.remove(&path) {
                         self.set_problems(ProblemKey::TenantFile(path.clone()), Vec::new());
@@ -390,7 +393,7 @@ impl Sources {
                 }
                 TenantRead::Read(domain, result) => (domain, result),
             };
-            let (domain, result) = domain;
+            let (domain, result) = outcome;
             if let Some(other) = self.owner.get(&domain).filter(|o| **o != path) {
                 let msg = format!(
                     "it defines {domain} again, which {} already defines; remove one of the two files",
@@ -590,12 +593,16 @@ impl Sources {
                 ),
             };
         }
-        let why = if self.config.acme.is_some() {
-            "waiting for an ACME certificate"
-        } else {
-            "no certificate: the tenant file has no `cert`/`key` and [acme] is not configured; add both, or configure [acme]"
-        };
-        (CertStatus::Missing(why.into()), Vec::new())
+        if self.config.acme.is_some() {
+            return (
+                CertStatus::Missing("waiting for an ACME certificate".into()),
+                Vec::new(),
+            );
+        }
+        let why = "no certificate: the tenant file has no `cert`/`key` and [acme] is not configured; add both, or configure [acme]";
+        let file = self.owner.get(domain).cloned().unwrap_or_default();
+        let problem = ConfigError::new(Location::file(&file), ProblemKind::Certificate, why);
+        (CertStatus::Missing(why.into()), vec![problem])
     }
 
     fn refresh_service(&mut self, builder: &mut SnapshotBuilder) {
@@ -690,6 +697,7 @@ impl Sources {
         if problems.is_empty() {
             if self.board.remove(&key).is_some() {
                 tracing::info!(source = ?key, "problem resolved");
+                self.board_changed = true;
             }
             return;
         }
@@ -700,10 +708,12 @@ impl Sources {
             tracing::warn!(file = %p.location, kind = p.kind.as_str(), "{}", p.message);
         }
         self.board.insert(key, problems);
+        self.board_changed = true;
     }
 
     /// Every current problem, ordered by source.
-    pub fn problems(&self) -> Arc<[ConfigError]> {
+    pub fn problems(&mut self) -> Arc<[ConfigError]> {
+        self.board_changed = false;
         self.board.values().flatten().cloned().collect()
     }
 }

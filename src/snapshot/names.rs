@@ -115,6 +115,7 @@ fn hash_lowercase(hasher: &RandomState, name: &str) -> u64 {
 mod tests {
     use super::*;
 
+    #[derive(Clone)]
     struct Entry(DomainName, u32);
     impl Named for Entry {
         fn name(&self) -> &DomainName {

@@ -1,0 +1,4 @@
+mod check;
+mod lifecycle;
+mod reload;
+mod serving;
