@@ -21,40 +21,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::StartHandshake;
 
+use crate::config::Limits;
 use crate::http::{respond, route};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::tls::ALPN_H2;
-
-/// Bounds on what one client can cost.
-///
-/// # Defaults
-/// 20 000 connections, 10 s for the TLS handshake, 10 s for request headers, 16 KiB of
-/// headers, 60 s per connection, 32 concurrent HTTP/2 streams, 10 s to drain.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub handshake_timeout: Duration,
-    pub header_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub connection_lifetime: Duration,
-    pub h2_max_streams: u32,
-    pub drain_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 20_000,
-            handshake_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 * 1024,
-            connection_lifetime: Duration::from_secs(60),
-            h2_max_streams: 32,
-            drain_timeout: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Everything a connection needs, shared by all of them.
 pub struct Edge {
@@ -65,6 +36,9 @@ pub struct Edge {
     permits: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
+
+/// Concurrent HTTP/2 streams per connection: a policy fetch needs one.
+const H2_MAX_STREAMS: u32 = 32;
 
 /// The fatal `unrecognized_name` alert (RFC 6066 §3) as a plaintext TLS record, sent
 /// before any ServerHello. rustls has no way to refuse a ClientHello with this alert.
@@ -164,7 +138,7 @@ impl Edge {
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             builder
                 .timer(TokioTimer::new())
-                .max_concurrent_streams(self.limits.h2_max_streams)
+                .max_concurrent_streams(H2_MAX_STREAMS)
                 .max_header_list_size(self.limits.max_header_bytes as u32)
                 .keep_alive_interval(Some(Duration::from_secs(20)))
                 .keep_alive_timeout(Duration::from_secs(10));

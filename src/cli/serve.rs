@@ -14,7 +14,7 @@ use crate::admin::Admin;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::reload::{Reloader, Sources, Trigger, status_line};
-use crate::server::{Edge, Limits, bind};
+use crate::server::{Edge, bind};
 use crate::snapshot::Snapshot;
 use crate::tls::{SniResolver, provider, server_config};
 
@@ -96,13 +96,9 @@ async fn serve(
         Reloader::new(sources, snapshot.clone(), metrics.clone(), tx.clone(), rx).spawn();
 
     let tls = server_config(provider, Arc::new(SniResolver::new(snapshot.clone())))?;
-    let edge = Edge::new(
-        snapshot.clone(),
-        tls,
-        metrics.clone(),
-        Limits::default(),
-        stop_rx,
-    );
+    // Limits are fixed for the life of the process (the connection cap sizes a semaphore).
+    let limits = snapshot.load().config.limits.clone();
+    let edge = Edge::new(snapshot.clone(), tls, metrics.clone(), limits, stop_rx);
     let accept_loops: Vec<_> = https
         .into_iter()
         .map(|l| tokio::spawn(edge.clone().serve(l)))

@@ -9,7 +9,7 @@ mod tenant;
 
 pub use error::{ConfigError, Location, ProblemKind, SourceText, resolve_path};
 pub use server::{
-    AcmeConfig, AdminConfig, DEFAULT_CONFIG_PATH, DnsConfig, HttpsConfig, ServerConfig,
+    AcmeConfig, AdminConfig, DEFAULT_CONFIG_PATH, DnsConfig, HttpsConfig, Limits, ServerConfig,
     TlsRptConfig,
 };
 pub use tenant::{

@@ -4,12 +4,13 @@
 //! `tenants_dir = "tenants"`, `state_dir = "/var/lib/stsedge"`,
 //! `[https] listen = ["0.0.0.0:443", "[::]:443"]`, `dev_self_signed = false`,
 //! `[admin] listen = "127.0.0.1:9090"`, `[dns] listen = ["0.0.0.0:53", "[::]:53"]`,
-//! `[tlsrpt] max_report_bytes = 10485760`. `[dns]`, `[acme]` and `[tlsrpt]` are off
+//! `[tlsrpt] max_report_bytes = 10485760`; `[limits]` as in [`Limits`]. `[dns]`, `[acme]` and `[tlsrpt]` are off
 //! unless present.
 
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, ProblemKind, SourceText, resolve_path};
@@ -31,6 +32,19 @@ struct RawServer {
     dns: Option<Spanned<RawDns>>,
     acme: Option<Spanned<RawAcme>>,
     tlsrpt: Option<Spanned<RawTlsRpt>>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<i64>>,
+    handshake_timeout_ms: Option<Spanned<i64>>,
+    header_timeout_ms: Option<Spanned<i64>>,
+    max_header_bytes: Option<Spanned<i64>>,
+    connection_lifetime_secs: Option<Spanned<i64>>,
+    drain_timeout_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -92,7 +106,40 @@ pub struct ServerConfig {
     pub dns: Option<DnsConfig>,
     pub acme: Option<AcmeConfig>,
     pub tlsrpt: Option<TlsRptConfig>,
+    pub limits: Limits,
 }
+
+/// Bounds on what one client can cost (`[limits]`, optional; not in SPEC §2 because
+/// the defaults suit nearly everyone).
+///
+/// # Defaults
+/// 20 000 connections, 10 s for the TLS handshake, 10 s for request headers, 16 KiB of
+/// headers, 60 s per connection, 10 s to drain at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub connection_lifetime: Duration,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 20_000,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            connection_lifetime: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// hyper refuses a read buffer below 8 KiB.
+const MIN_HEADER_BYTES: i64 = 8192;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpsConfig {
@@ -250,6 +297,47 @@ impl ServerConfig {
             }
         });
 
+        let d = Limits::default();
+        let l = &raw.limits;
+        let limits = Limits {
+            max_connections: v.number(
+                &l.max_connections,
+                "max_connections",
+                1,
+                d.max_connections as i64,
+            ) as usize,
+            handshake_timeout: Duration::from_millis(v.number(
+                &l.handshake_timeout_ms,
+                "handshake_timeout_ms",
+                1,
+                d.handshake_timeout.as_millis() as i64,
+            ) as u64),
+            header_timeout: Duration::from_millis(v.number(
+                &l.header_timeout_ms,
+                "header_timeout_ms",
+                1,
+                d.header_timeout.as_millis() as i64,
+            ) as u64),
+            max_header_bytes: v.number(
+                &l.max_header_bytes,
+                "max_header_bytes",
+                MIN_HEADER_BYTES,
+                d.max_header_bytes as i64,
+            ) as usize,
+            connection_lifetime: Duration::from_secs(v.number(
+                &l.connection_lifetime_secs,
+                "connection_lifetime_secs",
+                1,
+                d.connection_lifetime.as_secs() as i64,
+            ) as u64),
+            drain_timeout: Duration::from_millis(v.number(
+                &l.drain_timeout_ms,
+                "drain_timeout_ms",
+                0,
+                d.drain_timeout.as_millis() as i64,
+            ) as u64),
+        };
+
         if !v.errors.is_empty() {
             return Err(v.errors);
         }
@@ -263,6 +351,7 @@ impl ServerConfig {
             dns,
             acme,
             tlsrpt,
+            limits,
         })
     }
 
@@ -301,6 +390,21 @@ impl Validator<'_> {
     fn push(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) {
         self.errors
             .push(self.src.error(span, ProblemKind::Invalid, msg));
+    }
+
+    /// An integer setting that must be at least `min`; `default` when absent.
+    fn number(&mut self, value: &Option<Spanned<i64>>, name: &str, min: i64, default: i64) -> i64 {
+        match value {
+            None => default,
+            Some(n) if *n.get_ref() >= min => *n.get_ref(),
+            Some(n) => {
+                self.push(
+                    n.span(),
+                    format!("[limits] {name} must be at least {min}; the default is {default}"),
+                );
+                default
+            }
+        }
     }
 
     fn socket_addr(&mut self, s: &Spanned<String>) -> Option<SocketAddr> {

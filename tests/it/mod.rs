@@ -1,4 +1,5 @@
 mod check;
 mod lifecycle;
+mod limits;
 mod reload;
 mod serving;
