@@ -49,7 +49,7 @@ pub fn tenant(i: usize, cert: &LoadedCert) -> Arc<Tenant> {
         tlsrpt_rua: Vec::new(),
     };
     Arc::new(Tenant::new(
-        spec,
+        Arc::new(spec),
         policy,
         CertStatus::Loaded(cert.clone()),
         None,

@@ -44,7 +44,7 @@ pub struct TenantSpec {
     pub domain: DomainName,
     pub policy: Policy,
     /// A static certificate; `None` means "obtain one" (ACME or dev self-signed).
-    pub cert: Option<CertPaths>,
+    pub cert: Option<std::sync::Arc<CertPaths>>,
     /// Extra TLS-RPT destinations for the `_smtp._tls` record.
     pub tlsrpt_rua: Vec<String>,
 }
@@ -152,10 +152,10 @@ pub fn parse_tenant(
     }
 
     let cert = match (&raw.cert, &raw.key) {
-        (Some(c), Some(k)) => Some(CertPaths {
+        (Some(c), Some(k)) => Some(std::sync::Arc::new(CertPaths {
             cert: resolve_path(base_dir, c.get_ref()),
             key: resolve_path(base_dir, k.get_ref()),
-        }),
+        })),
         (None, None) => None,
         (Some(one), None) | (None, Some(one)) => {
             let (have, missing) = if raw.cert.is_some() {

@@ -53,15 +53,13 @@ impl Reloader {
         tx: Sender<Trigger>,
         rx: Receiver<Trigger>,
     ) -> Reloader {
-        let mut reloader = Reloader {
+        Reloader {
             sources,
             snapshot,
             metrics,
             watcher: DirWatcher::new(tx),
             rx,
-        };
-        reloader.sync_watches();
-        reloader
+        }
     }
 
     pub fn spawn(self) -> std::thread::JoinHandle<()> {
@@ -72,6 +70,11 @@ impl Reloader {
     }
 
     fn run(mut self) {
+        // Watches are set up here, off the start-up path (one inotify watch per
+        // certificate directory adds up at 100 000 tenants); whatever changed between the
+        // initial load and now is caught by one rescan.
+        self.sync_watches();
+        self.publish("watching", |s, cur| s.rescan(cur));
         loop {
             let timeout = self.until_next_deadline();
             let first = match self.rx.recv_timeout(timeout) {
@@ -92,7 +95,7 @@ impl Reloader {
             }
             if batch.rescan || config_touched {
                 let trigger = if batch.sighup { "sighup" } else { "rescan" };
-                self.publish(trigger, |s, cur| Some(s.rescan(cur)));
+                self.publish(trigger, |s, cur| s.rescan(cur));
             } else {
                 let paths = batch.paths;
                 self.publish("event", |s, cur| s.apply_events(&paths, cur));
@@ -147,6 +150,10 @@ impl Reloader {
         self.sync_watches();
         let Some(next) = next else {
             self.metrics.reload("unchanged");
+            tracing::debug!(trigger, "nothing changed");
+            if trigger == "sighup" {
+                tracing::info!(trigger, "reload: nothing changed");
+            }
             return;
         };
         let generation = next.generation;

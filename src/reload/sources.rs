@@ -57,7 +57,7 @@ struct TenantFile {
     domain: Option<DomainName>,
     identity: Option<FileIdentity>,
     /// The last version of the file that validated.
-    good: Option<TenantSpec>,
+    good: Option<Arc<TenantSpec>>,
 }
 
 struct CertRecord {
@@ -90,8 +90,8 @@ pub struct Sources {
     dev_ca: Option<DevCa>,
     files: HashMap<PathBuf, TenantFile>,
     owner: HashMap<DomainName, PathBuf>,
-    certs: HashMap<CertPaths, CertRecord>,
-    cert_users: HashMap<CertPaths, HashSet<DomainName>>,
+    certs: HashMap<Arc<CertPaths>, CertRecord>,
+    cert_users: HashMap<Arc<CertPaths>, Vec<DomainName>>,
     dev_certs: HashMap<DomainName, LoadedCert>,
     board: BTreeMap<ProblemKey, Vec<ConfigError>>,
     watched: HashMap<PathBuf, usize>,
@@ -157,13 +157,14 @@ impl Sources {
     /// Builds a whole snapshot from the files, as at start-up.
     pub fn initial(&mut self) -> Snapshot {
         let builder = SnapshotBuilder::new(self.config.clone(), 0);
-        self.scan(builder)
+        self.scan(builder, true).expect("forced")
     }
 
     /// Re-reads `stsedge.toml`, then every tenant and certificate file whose identity
-    /// changed (SIGHUP, or a change to the config file itself).
-    pub fn rescan(&mut self, current: &Snapshot) -> Snapshot {
+    /// changed (SIGHUP, or a change to the config file itself). `None` when nothing did.
+    pub fn rescan(&mut self, current: &Snapshot) -> Option<Snapshot> {
         let mut builder = current.to_builder();
+        let mut config_changed = false;
         match ServerConfig::load(&self.config.path) {
             Ok(new) if new != *self.config => {
                 tracing::info!(file = %new.path.display(), "server configuration changed");
@@ -190,6 +191,7 @@ impl Sources {
                 }
                 self.set_problems(ProblemKey::Config, Vec::new());
                 builder.config(self.config.clone());
+                config_changed = true;
                 // Every tenant may now resolve differently (paths, dev mode, ACME).
                 let all: Vec<DomainName> = self.owner.keys().cloned().collect();
                 for domain in all {
@@ -202,7 +204,7 @@ impl Sources {
                 self.set_problems(ProblemKey::Config, errors);
             }
         }
-        self.scan(builder)
+        self.scan(builder, config_changed)
     }
 
     /// Applies file events: `paths` are what the watcher reported (files or
@@ -223,7 +225,7 @@ impl Sources {
         let mut domains = self.visit_tenant_files(&tenant_paths);
         // Certificates in a directory that had events: re-stat them all, since a
         // `..data` or `live/` symlink swap names the link, not the files.
-        let in_dirs: Vec<CertPaths> = self
+        let in_dirs: Vec<Arc<CertPaths>> = self
             .certs
             .keys()
             .filter(|p| {
@@ -307,7 +309,9 @@ impl Sources {
         std::mem::take(&mut self.watch_delta)
     }
 
-    fn scan(&mut self, mut builder: SnapshotBuilder) -> Snapshot {
+    /// Visits every tenant and certificate file; `force` builds a snapshot even when
+    /// nothing changed.
+    fn scan(&mut self, mut builder: SnapshotBuilder, force: bool) -> Option<Snapshot> {
         let dir = self.config.tenants_dir.clone();
         let present: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(entries) => {
@@ -322,7 +326,7 @@ impl Sources {
                 // Keep serving what we have: an unreadable directory is not "no tenants".
                 self.set_problems(ProblemKey::TenantsDir, vec![ConfigError::io(&dir, &e)]);
                 builder.problems(self.problems());
-                return builder.build();
+                return Some(builder.build());
             }
         };
         let present_set: HashSet<&PathBuf> = present.iter().collect();
@@ -335,7 +339,7 @@ impl Sources {
         visit.extend(present.iter().cloned());
         let mut domains = self.visit_tenant_files(&visit);
 
-        let in_use: Vec<CertPaths> = self.certs.keys().cloned().collect();
+        let in_use: Vec<Arc<CertPaths>> = self.certs.keys().cloned().collect();
         for paths in self.visit_certs(in_use) {
             domains.extend(self.cert_users.get(&paths).into_iter().flatten().cloned());
         }
@@ -345,9 +349,12 @@ impl Sources {
         for domain in &domains {
             self.rebuild(&mut builder, domain);
         }
-        self.refresh_service(&mut builder);
+        let service_changed = self.refresh_service(&mut builder);
+        if !(force || service_changed || self.board_changed || !domains.is_empty()) {
+            return None;
+        }
         builder.problems(self.problems());
-        builder.build()
+        Some(builder.build())
     }
 
     /// Re-reads the tenant files among `paths` whose identity changed. Returns the
@@ -421,7 +428,7 @@ impl Sources {
             let good = match result {
                 Ok(spec) => {
                     self.set_problems(ProblemKey::TenantFile(path.clone()), Vec::new());
-                    Some(spec)
+                    Some(Arc::new(spec))
                 }
                 Err(errors) => {
                     if previous.is_some() {
@@ -451,7 +458,7 @@ impl Sources {
 
     /// Loads the certificate pairs the given tenants need and that are not yet known.
     fn prepare_certs(&mut self, domains: &[DomainName]) {
-        let wanted: Vec<(CertPaths, CertOrigin)> = domains
+        let wanted: Vec<(Arc<CertPaths>, CertOrigin)> = domains
             .iter()
             .filter_map(|d| self.cert_source(d))
             .filter(|(p, _)| !self.certs.contains_key(p))
@@ -467,8 +474,8 @@ impl Sources {
 
     /// Re-stats known certificate pairs and reloads those that changed. Returns the
     /// pairs that now load differently.
-    fn visit_certs(&mut self, candidates: Vec<CertPaths>) -> Vec<CertPaths> {
-        let stale: Vec<(CertPaths, CertOrigin)> = candidates
+    fn visit_certs(&mut self, candidates: Vec<Arc<CertPaths>>) -> Vec<Arc<CertPaths>> {
+        let stale: Vec<(Arc<CertPaths>, CertOrigin)> = candidates
             .into_iter()
             .filter_map(|p| {
                 let record = self.certs.get(&p)?;
@@ -495,16 +502,16 @@ impl Sources {
     }
 
     /// Where `domain`'s certificate comes from, if from files.
-    fn cert_source(&self, domain: &DomainName) -> Option<(CertPaths, CertOrigin)> {
+    fn cert_source(&self, domain: &DomainName) -> Option<(Arc<CertPaths>, CertOrigin)> {
         let spec = self.files.get(self.owner.get(domain)?)?.good.as_ref()?;
         if let Some(paths) = &spec.cert {
             return Some((paths.clone(), CertOrigin::Static));
         }
         let dir = self.config.acme_cert_dir(domain);
-        let paths = CertPaths {
+        let paths = Arc::new(CertPaths {
             cert: dir.join("fullchain.pem"),
             key: dir.join("privkey.pem"),
-        };
+        });
         (self.certs.contains_key(&paths) || paths.cert.exists())
             .then_some((paths, CertOrigin::Acme))
     }
@@ -605,13 +612,14 @@ impl Sources {
         (CertStatus::Missing(why.into()), vec![problem])
     }
 
-    fn refresh_service(&mut self, builder: &mut SnapshotBuilder) {
+    /// Sets the service certificate from the config; true if it changed.
+    fn refresh_service(&mut self, builder: &mut SnapshotBuilder) -> bool {
         let config = self.config.clone();
         let service = match &config.https.service_cert {
             Some(paths) => {
                 if !self.certs.contains_key(paths) {
                     let record = load_record(paths, CertOrigin::Static, &self.provider);
-                    self.certs.insert(paths.clone(), record);
+                    self.certs.insert(Arc::new(paths.clone()), record);
                     self.watch_cert_dirs(paths);
                 }
                 let record = &self.certs[paths];
@@ -624,27 +632,47 @@ impl Sources {
                 service
             }
             None => match (&self.dev_ca, &config.tlsrpt) {
-                (Some(ca), Some(tlsrpt)) => ca
-                    .issue(tlsrpt.host.as_str(), &self.provider)
-                    .ok()
-                    .map(|cert| ServiceCert {
+                (Some(ca), Some(tlsrpt)) => {
+                    let cached = self
+                        .dev_certs
+                        .get(&tlsrpt.host)
+                        .filter(|c| c.is_valid_at(unix_now()))
+                        .cloned();
+                    let cert =
+                        cached.or_else(|| ca.issue(tlsrpt.host.as_str(), &self.provider).ok());
+                    if let Some(c) = &cert {
+                        self.dev_certs.insert(tlsrpt.host.clone(), c.clone());
+                    }
+                    cert.map(|cert| ServiceCert {
                         names: Arc::from([tlsrpt.host.to_string()]),
                         cert,
-                    }),
+                    })
+                }
                 _ => None,
             },
         };
+        let same = match (builder.service_cert(), &service) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.cert.key, &b.cert.key),
+            (None, None) => true,
+            _ => false,
+        };
         builder.service(service);
+        !same
     }
 
-    fn set_users(&mut self, domain: &DomainName, old: Option<CertPaths>, new: Option<CertPaths>) {
+    fn set_users(
+        &mut self,
+        domain: &DomainName,
+        old: Option<Arc<CertPaths>>,
+        new: Option<Arc<CertPaths>>,
+    ) {
         if old == new {
             return;
         }
         if let Some(old) = old
             && let Some(users) = self.cert_users.get_mut(&old)
         {
-            users.remove(domain);
+            users.retain(|d| d != domain);
             if users.is_empty() {
                 self.cert_users.remove(&old);
                 if self.config.https.service_cert.as_ref() != Some(&old) {
@@ -656,7 +684,9 @@ impl Sources {
         if let Some(new) = new {
             let users = self.cert_users.entry(new.clone()).or_default();
             let first = users.is_empty();
-            users.insert(domain.clone());
+            if !users.contains(domain) {
+                users.push(domain.clone());
+            }
             if first {
                 self.watch_cert_dirs(&new);
             }

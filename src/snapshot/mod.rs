@@ -39,7 +39,7 @@ pub enum CertStatus {
 pub struct Tenant {
     pub domain: DomainName,
     /// What the tenant file says (the last good version of it).
-    pub spec: TenantSpec,
+    pub spec: Arc<TenantSpec>,
     /// The policy actually served.
     pub policy: Policy,
     pub body: Bytes,
@@ -49,15 +49,15 @@ pub struct Tenant {
     pub cert: CertStatus,
     /// The certificate files this tenant's certificate came from, if any; the reloader
     /// watches them.
-    pub cert_paths: Option<CertPaths>,
+    pub cert_paths: Option<Arc<CertPaths>>,
 }
 
 impl Tenant {
     pub fn new(
-        spec: TenantSpec,
+        spec: Arc<TenantSpec>,
         policy: Policy,
         cert: CertStatus,
-        cert_paths: Option<CertPaths>,
+        cert_paths: Option<Arc<CertPaths>>,
     ) -> Tenant {
         let rendered = policy.render();
         Tenant {
@@ -242,6 +242,10 @@ impl SnapshotBuilder {
 
     pub fn tenant(&self, domain: &str) -> Option<&Arc<Tenant>> {
         self.tenants.get(domain)
+    }
+
+    pub fn service_cert(&self) -> Option<&ServiceCert> {
+        self.service.as_ref()
     }
 
     pub fn service(&mut self, service: Option<ServiceCert>) -> &mut Self {

@@ -109,7 +109,7 @@ pub fn load_pair(
     let key = read_key(&paths.key)?;
     let info = leaf_info(&chain[0])
         .map_err(|m| cert_err(format!("{m}; replace it with a PEM X.509 certificate")))?;
-    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+    let certified = certified_key(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => ConfigError::new(
             Location::file(&paths.key),
             ProblemKind::Certificate,
@@ -168,11 +168,58 @@ pub fn check_names(dns_names: &[String], host: &str, cert_path: &Path) -> Result
     ))
 }
 
+/// Like `CertifiedKey::from_der`, but tries ECDSA first: the provider's generic loader
+/// tries RSA first, and aws-lc parses (and validates) an EC key in full before refusing
+/// it as RSA, which doubled start-up key parsing for the ECDSA keys most CAs issue now.
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, rustls::Error> {
+    let signing = match rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&key) {
+        Ok(k) => k,
+        Err(_) => provider.key_provider.load_private_key(key)?,
+    };
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Intermediate and root certificates are shared by thousands of chains (a CA has a
+/// handful): keep one copy of each. Bounded, since interned bytes live as long as the
+/// process: past the bound, chains keep their own copies.
+fn intern(der: CertificateDer<'static>) -> CertificateDer<'static> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    const MAX_INTERNED: usize = 512;
+    static POOL: OnceLock<Mutex<HashSet<&'static [u8]>>> = OnceLock::new();
+    let mut pool = POOL
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(shared) = pool.get(der.as_ref()) {
+        return CertificateDer::from(*shared);
+    }
+    if pool.len() >= MAX_INTERNED {
+        return der;
+    }
+    let shared: &'static [u8] = Box::leak(der.as_ref().to_vec().into_boxed_slice());
+    pool.insert(shared);
+    CertificateDer::from(shared)
+}
+
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let chain: Vec<_> = CertificateDer::pem_file_iter(path)
+    let mut chain: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(path, e, "certificate"))?
         .collect::<Result<_, _>>()
         .map_err(|e| pem_error(path, e, "certificate"))?;
+    for issuer in chain.iter_mut().skip(1) {
+        *issuer = intern(std::mem::replace(issuer, CertificateDer::from(&[][..])));
+    }
     if chain.is_empty() {
         return Err(ConfigError::new(
             Location::file(path),
