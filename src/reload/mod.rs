@@ -9,7 +9,7 @@ mod sources;
 mod watcher;
 
 pub use parallel::par_map;
-pub use sources::{FileIdentity, Sources};
+pub use sources::Sources;
 
 use arc_swap::ArcSwap;
 use std::path::PathBuf;

@@ -27,31 +27,7 @@ use crate::tls::dev::DevCa;
 use crate::tls::{CertOrigin, LoadedCert, check_names, load_pair, unix_now};
 
 use super::parallel::par_map;
-
-/// What identifies one version of a file without reading it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileIdentity {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
-
-impl FileIdentity {
-    /// Follows symlinks, so a certbot-style `live/` link swap is a new identity.
-    pub fn of(path: &Path) -> Option<FileIdentity> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(path).ok()?;
-        m.is_file().then(|| FileIdentity {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-        })
-    }
-}
+use crate::files::{self, FileIdentity};
 
 struct TenantFile {
     domain: Option<DomainName>,
@@ -360,18 +336,20 @@ impl Sources {
     /// Re-reads the tenant files among `paths` whose identity changed. Returns the
     /// domains whose tenant may need rebuilding.
     fn visit_tenant_files(&mut self, paths: &[PathBuf]) -> HashSet<DomainName> {
-        let stale: Vec<(PathBuf, Option<FileIdentity>)> = paths
+        // A file not seen before is read at once; a known one only if it changed.
+        let stale: Vec<PathBuf> = paths
             .iter()
             .filter(|p| is_tenant_file_name(p))
-            .map(|p| (p.clone(), FileIdentity::of(p)))
-            .filter(|(p, id)| self.files.get(p).map(|f| f.identity) != Some(*id) || id.is_none())
+            .filter(|p| match self.files.get(*p) {
+                None => true,
+                Some(f) => f.identity.is_none() || f.identity != FileIdentity::of(p),
+            })
+            .cloned()
             .collect();
         let base = self.config.base_dir.clone();
-        let parsed = par_map(&stale, |(path, identity)| {
-            read_tenant(path, *identity, &base)
-        });
+        let parsed = par_map(&stale, |path| read_tenant(path, &base));
         let mut domains = HashSet::new();
-        for ((path, identity), outcome) in stale.into_iter().zip(parsed) {
+        for (path, (outcome, identity)) in stale.into_iter().zip(parsed) {
             let outcome = match outcome {
                 TenantRead::Gone => {
                     if let Some(old) = self.files.remove(&path) {
@@ -769,26 +747,47 @@ enum TenantRead {
     Read(DomainName, Result<TenantSpec, Vec<ConfigError>>),
 }
 
-fn read_tenant(path: &Path, identity: Option<FileIdentity>, base_dir: &Path) -> TenantRead {
+/// Reads and parses one tenant file, with the identity of the version read.
+fn read_tenant(path: &Path, base_dir: &Path) -> (TenantRead, Option<FileIdentity>) {
     let domain = match domain_of_file(path) {
-        None => return TenantRead::Gone,
-        Some(Err(e)) => return TenantRead::BadName(e),
+        None => return (TenantRead::Gone, None),
+        Some(Err(e)) => return (TenantRead::BadName(e), FileIdentity::of(path)),
         Some(Ok(d)) => d,
     };
-    if identity.is_none() {
-        return TenantRead::Gone;
-    }
-    let result = match std::fs::read_to_string(path) {
-        Ok(text) => parse_tenant(domain.clone(), path, &text, base_dir),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return TenantRead::Gone,
-        Err(e) => Err(vec![ConfigError::io(path, &e)]),
+    let (bytes, identity) = match files::read(path) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (TenantRead::Gone, None),
+        Err(e) => {
+            let error = vec![ConfigError::io(path, &e)];
+            return (TenantRead::Read(domain, Err(error)), FileIdentity::of(path));
+        }
     };
-    TenantRead::Read(domain, result)
+    let result = match std::str::from_utf8(&bytes) {
+        Ok(text) => parse_tenant(domain.clone(), path, text, base_dir),
+        Err(e) => Err(vec![ConfigError::new(
+            Location::file(path),
+            ProblemKind::Syntax,
+            format!(
+                "it is not UTF-8 text (byte {}); save it as UTF-8",
+                e.valid_up_to()
+            ),
+        )]),
+    };
+    (TenantRead::Read(domain, result), Some(identity))
 }
 
 fn load_record(paths: &CertPaths, origin: CertOrigin, provider: &CryptoProvider) -> CertRecord {
-    let identity = (FileIdentity::of(&paths.cert), FileIdentity::of(&paths.key));
-    match load_pair(paths, origin, provider) {
+    let (cert, key) = (files::read(&paths.cert), files::read(&paths.key));
+    let identity = (
+        cert.as_ref().ok().map(|(_, id)| *id),
+        key.as_ref().ok().map(|(_, id)| *id),
+    );
+    let loaded = match (cert, key) {
+        (Ok((cert, _)), Ok((key, _))) => load_pair(paths, &cert, &key, origin, provider),
+        (Err(e), _) => Err(ConfigError::io(&paths.cert, &e)),
+        (_, Err(e)) => Err(ConfigError::io(&paths.key, &e)),
+    };
+    match loaded {
         Ok((cert, names)) => CertRecord {
             identity,
             origin,

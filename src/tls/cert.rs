@@ -97,16 +97,21 @@ pub fn name_covers(pattern: &str, host: &str) -> bool {
 }
 
 /// Loads `paths` and checks the pair is servable now: the key matches the leaf and the
-/// leaf is inside its validity period. Returns the leaf's DNS names for `check_names`.
+/// leaf is inside its validity period. `cert_pem` and `key_pem` are the contents of
+/// `paths` (the caller reads them, to record their identity). Returns the leaf's DNS
+/// names for `check_names`.
 pub fn load_pair(
     paths: &CertPaths,
+    cert_pem: &[u8],
+    key_pem: &[u8],
     origin: CertOrigin,
     provider: &CryptoProvider,
 ) -> Result<(LoadedCert, Vec<String>), ConfigError> {
     let cert_err =
         |msg: String| ConfigError::new(Location::file(&paths.cert), ProblemKind::Certificate, msg);
-    let chain = read_chain(&paths.cert)?;
-    let key = read_key(&paths.key)?;
+    let chain = parse_chain(&paths.cert, cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| pem_error(&paths.key, e, "private key"))?;
     let info = leaf_info(&chain[0])
         .map_err(|m| cert_err(format!("{m}; replace it with a PEM X.509 certificate")))?;
     let certified = certified_key(chain, key, provider).map_err(|e| match e {
@@ -212,9 +217,8 @@ fn intern(der: CertificateDer<'static>) -> CertificateDer<'static> {
     CertificateDer::from(shared)
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let mut chain: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, e, "certificate"))?
+fn parse_chain(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let mut chain: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| pem_error(path, e, "certificate"))?;
     for issuer in chain.iter_mut().skip(1) {
@@ -228,10 +232,6 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> 
         ));
     }
     Ok(chain)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e, "private key"))
 }
 
 fn pem_error(path: &Path, err: rustls_pki_types::pem::Error, what: &str) -> ConfigError {
