@@ -26,6 +26,7 @@
 //! - [`http`]: routes and the one status mapping.
 //! - [`server`]: listeners, handshakes, connections, limits, drain.
 //! - [`admin`], [`metrics`], [`view`], [`systemd`]: operations.
+//! - [`verify`]: live network checks of a tenant (`stsedge verify`), MX suggestions.
 //! - [`cli`]: the commands.
 
 pub mod admin;
@@ -41,4 +42,5 @@ pub mod server;
 pub mod snapshot;
 pub mod systemd;
 pub mod tls;
+pub mod verify;
 pub mod view;

@@ -3,6 +3,9 @@
 
 mod check;
 mod serve;
+mod verify;
+
+pub use verify::NetArgs;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -31,6 +34,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live checks over the network: CNAMEs, TXT, the HTTPS policy, MX coverage and
+    /// STARTTLS on every MX; says whether `enforce` is safe; exit 0 only if all pass.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +55,14 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Tls(#[from] rustls::Error),
+    #[error("{0}")]
+    Verify(#[from] crate::verify::VerifyError),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve => serve::run(&cli.config),
         Command::Check { json } => check::run(&cli.config, json),
+        Command::Verify(args) => verify::run(&cli.config, args),
     }
 }
