@@ -411,7 +411,7 @@ async fn check_mail(
         ))
     } else {
         Err(format!(
-            "MX {} not covered by any policy mx pattern{drift}",
+            "not covered by any policy mx pattern: {}{drift}",
             cov.uncovered.join(", ")
         ))
     };
@@ -428,7 +428,7 @@ async fn check_mail(
                         "{host} ({}) offers STARTTLS and presents a certificate valid for its name ({})",
                         ok.addr, ok.tls_version
                     )),
-                    Err(err) => Err(format!("{host}: {err}")),
+                    Err(err) => Err(err.to_string()),
                 },
             };
             (i, Check::new(format!("STARTTLS {host}"), Stage::Enforce, result))
