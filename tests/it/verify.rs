@@ -96,10 +96,18 @@ impl World {
 
     /// Runs `stsedge verify DOMAIN` against this world: (exit ok, stdout).
     fn verify(&self, extra: &[&str]) -> (bool, String) {
+        self.run(self.smtp_addr.port(), extra)
+    }
+
+    fn verify_with_smtp_port(&self, port: u16) -> (bool, String) {
+        self.run(port, &[])
+    }
+
+    fn run(&self, smtp_port: u16, extra: &[&str]) -> (bool, String) {
         let (resolver, https, smtp) = (
             self.dns_addr.to_string(),
             self.server.https.port().to_string(),
-            self.smtp_addr.port().to_string(),
+            smtp_port.to_string(),
         );
         let ca = self.fixture.path().join("ca.pem");
         let mut args = vec![
@@ -442,6 +450,27 @@ fn an_mx_certificate_from_an_unknown_ca_is_untrusted() {
     assert!(
         line(&out, "✗ HTTPS mta-sts.example.com: ")
             .contains("certificate invalid: untrusted issuer"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_mx_that_refuses_connections_is_told_apart() {
+    let world = World::start(&good());
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (ok, out) = world.verify_with_smtp_port(closed.port());
+    assert!(!ok, "{out}");
+    let probe = line(&out, "✗ STARTTLS mx1.example.com: ");
+    assert!(
+        probe.contains("connection refused by 127.0.0.1:"),
+        "{probe}"
+    );
+    assert!(
+        line(&out, "verdict: ").contains("enforce would bounce mail"),
         "{out}"
     );
 }
