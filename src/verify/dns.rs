@@ -111,6 +111,19 @@ async fn lookup(
     host: &str,
     rtype: RecordType,
 ) -> Result<Vec<RData>, DnsError> {
+    Ok(lookup_records(resolver, host, rtype)
+        .await?
+        .into_iter()
+        .map(|(_, data)| data)
+        .collect())
+}
+
+/// The answer records (owner and data), CNAMEs on the way included.
+async fn lookup_records(
+    resolver: &TokioResolver,
+    host: &str,
+    rtype: RecordType,
+) -> Result<Vec<(Name, RData)>, DnsError> {
     let name = fqdn(host)?;
     let found = tokio::time::timeout(DNS_TIMEOUT, resolver.lookup(name, rtype))
         .await
@@ -122,7 +135,7 @@ async fn lookup(
         Ok(lookup) => Ok(lookup
             .answers()
             .iter()
-            .map(|r| r.data.clone())
+            .map(|r| (r.name.clone(), r.data.clone()))
             .collect::<Vec<_>>()),
         Err(e) => Err(classify(e, host, rtype)),
     }
@@ -148,14 +161,13 @@ fn classify(e: NetError, host: &str, rtype: RecordType) -> DnsError {
 /// The CNAME target of `host`, or `None` when `host` has records but no CNAME.
 pub async fn cname(resolver: &TokioResolver, host: &str) -> Result<Option<String>, DnsError> {
     let owner = fqdn(host)?;
-    let records = lookup(resolver, host, RecordType::CNAME).await;
-    let records = match records {
+    let records = match lookup_records(resolver, host, RecordType::CNAME).await {
         Err(DnsError::NoRecords { .. }) => return Ok(None),
         other => other?,
     };
-    // With CNAME chasing, the first CNAME is the one owned by `host`.
-    Ok(records.into_iter().find_map(|d| match d {
-        RData::CNAME(c) if c.0 != owner => Some(display(&c.0)),
+    // Name equality ignores case, as DNS does.
+    Ok(records.into_iter().find_map(|(name, data)| match data {
+        RData::CNAME(c) if name == owner => Some(display(&c.0)),
         _ => None,
     }))
 }
