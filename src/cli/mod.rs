@@ -2,7 +2,9 @@
 //! `main` only parses arguments and prints the error.
 
 mod check;
+mod records;
 mod serve;
+mod tenant;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -31,6 +33,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add, change, remove and inspect tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+    },
+    /// The zone-file lines the customer adds for DOMAIN.
+    Records {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +58,9 @@ pub enum CliError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A wrong argument or a state the command cannot act on; the message says what to do.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -55,5 +71,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve => serve::run(&cli.config),
         Command::Check { json } => check::run(&cli.config, json),
+        Command::Tenant { command } => tenant::run(&cli.config, command),
+        Command::Records { domain, json } => records::run(&cli.config, &domain, json),
     }
 }

@@ -182,7 +182,7 @@ impl Reloader {
 
     fn until_next_deadline(&self) -> Duration {
         let now = unix_now();
-        match self.snapshot.load().next_cert_deadline(now) {
+        match self.snapshot.load().next_deadline(now) {
             // One second late is fine; early would rebuild for nothing.
             Some(t) => Duration::from_secs((t - now) as u64 + 1),
             None => Duration::from_secs(3600),

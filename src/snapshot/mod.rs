@@ -34,14 +34,28 @@ pub enum CertStatus {
     Missing(Arc<str>),
 }
 
+/// Where a tenant is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    Active,
+    /// `tenant rm` ran: `mode: none` is served until `until` (Unix seconds), then the
+    /// tenant is removed (RFC 8461 §8.3).
+    Decommissioning {
+        since: i64,
+        until: i64,
+    },
+}
+
 /// One customer domain as served in this generation.
 #[derive(Debug)]
 pub struct Tenant {
     pub domain: DomainName,
     /// What the tenant file says (the last good version of it).
     pub spec: Arc<TenantSpec>,
-    /// The policy actually served.
+    /// The policy actually served: the file's, or `mode: none` while decommissioning.
     pub policy: Policy,
+    pub phase: Phase,
     pub body: Bytes,
     pub id: PolicyId,
     /// `Content-Length` of `body`, rendered once.
@@ -55,10 +69,14 @@ pub struct Tenant {
 impl Tenant {
     pub fn new(
         spec: Arc<TenantSpec>,
-        policy: Policy,
+        phase: Phase,
         cert: CertStatus,
         cert_paths: Option<Arc<CertPaths>>,
     ) -> Tenant {
+        let policy = match phase {
+            Phase::Active => spec.policy.clone(),
+            Phase::Decommissioning { .. } => spec.policy.decommissioned(),
+        };
         let rendered = policy.render();
         Tenant {
             domain: spec.domain.clone(),
@@ -66,6 +84,7 @@ impl Tenant {
             body: rendered.body,
             id: rendered.id,
             policy,
+            phase,
             spec,
             cert,
             cert_paths,
@@ -180,18 +199,26 @@ impl Snapshot {
         }
     }
 
-    /// The earliest moment (Unix seconds) at which a served certificate stops or starts
-    /// being valid, so the reloader can re-evaluate servability then.
-    pub fn next_cert_deadline(&self, now: i64) -> Option<i64> {
-        let tenant_certs = self.tenants.iter().filter_map(|t| match &t.cert {
-            CertStatus::Loaded(c) => Some(c),
-            CertStatus::Missing(_) => None,
+    /// The earliest moment (Unix seconds) at which something changes by itself: a
+    /// served certificate stops or starts being valid, or a decommissioning ends. The
+    /// reloader re-evaluates the tenants then.
+    pub fn next_deadline(&self, now: i64) -> Option<i64> {
+        let tenant_times = self.tenants.iter().flat_map(|t| {
+            let cert = match &t.cert {
+                CertStatus::Loaded(c) => [Some(c.not_before), Some(c.not_after)],
+                CertStatus::Missing(_) => [None, None],
+            };
+            let phase = match t.phase {
+                Phase::Decommissioning { until, .. } => Some(until),
+                Phase::Active => None,
+            };
+            cert.into_iter().chain([phase]).flatten()
         });
-        tenant_certs
-            .chain(self.service.iter().map(|s| &s.cert))
-            .flat_map(|c| [c.not_before, c.not_after])
-            .filter(|t| *t > now)
-            .min()
+        let service_times = self
+            .service
+            .iter()
+            .flat_map(|s| [s.cert.not_before, s.cert.not_after]);
+        tenant_times.chain(service_times).filter(|t| *t > now).min()
     }
 
     pub fn to_builder(&self) -> SnapshotBuilder {

@@ -3,3 +3,4 @@ mod lifecycle;
 mod limits;
 mod reload;
 mod serving;
+mod tenant_cli;
