@@ -102,6 +102,10 @@ enum Command {
         /// Use TLS 1.2 instead of TLS 1.3.
         #[arg(long)]
         tls12: bool,
+        /// TLS 1.3 cipher suite the client lists first (servers follow client order
+        /// by default, so this decides the suite).
+        #[arg(long, value_enum, default_value_t = tls::Suite::Aes256)]
+        suite: tls::Suite,
         /// Runtime threads: 1 = tokio current-thread runtime (pin with taskset).
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -164,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             allow_errors,
             verify_signatures,
             tls12,
+            suite,
             threads,
             timeout,
             seed,
@@ -181,6 +186,7 @@ fn main() -> anyhow::Result<()> {
                 allow_errors,
                 verify_signatures,
                 tls12,
+                suite,
                 threads,
                 timeout: secs(timeout, "timeout")?,
                 seed,

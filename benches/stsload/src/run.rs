@@ -31,7 +31,7 @@ use tokio_rustls::TlsConnector;
 use crate::cpu;
 use crate::manifest::{Manifest, Tenant};
 use crate::policy::POLICY_PATH;
-use crate::tls::{HashVerifier, client_config, x25519_provider};
+use crate::tls::{HashVerifier, Suite, client_config, x25519_provider};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +58,7 @@ pub struct RunOptions {
     pub allow_errors: bool,
     pub verify_signatures: bool,
     pub tls12: bool,
+    pub suite: Suite,
     pub threads: usize,
     pub timeout: Duration,
     pub seed: u64,
@@ -419,6 +420,7 @@ pub struct Report {
     pub target: SocketAddr,
     pub mode: Mode,
     pub tls_version: &'static str,
+    pub preferred_suite: Suite,
     pub concurrency: usize,
     pub tenants: usize,
     pub threads: usize,
@@ -458,9 +460,10 @@ pub struct Latency {
 
 fn print_human(r: &Report) {
     println!(
-        "stsload run: {:?} {} against {} — {} tenants, concurrency {}, {} thread(s), signatures {}",
+        "stsload run: {:?} {} ({:?} first) against {} — {} tenants, concurrency {}, {} thread(s), signatures {}",
         r.mode,
         r.tls_version,
+        r.preferred_suite,
         r.target,
         r.tenants,
         r.concurrency,
@@ -533,7 +536,7 @@ pub fn run(opts: RunOptions) -> Result<i32> {
         bail!("--concurrency must be at least 1");
     }
     let manifest = Manifest::load(&opts.fixture)?;
-    let provider = x25519_provider(opts.tls12);
+    let provider = x25519_provider(opts.tls12, opts.suite);
     let verifier = Arc::new(HashVerifier::new(
         manifest.cert_by_host.clone(),
         opts.verify_signatures,
@@ -596,6 +599,7 @@ pub fn run(opts: RunOptions) -> Result<i32> {
         target: opts.target,
         mode: opts.mode,
         tls_version: if opts.tls12 { "TLSv1.2" } else { "TLSv1.3" },
+        preferred_suite: opts.suite,
         concurrency: opts.concurrency,
         tenants: tenants_n,
         threads: opts.threads.max(1),

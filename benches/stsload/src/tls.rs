@@ -102,13 +102,42 @@ impl ServerCertVerifier for HashVerifier {
 /// exchange by a server honouring client order): in TLS 1.2 `supported_groups` also
 /// says which curves the client accepts in an ECDSA *certificate* (RFC 8422 §5.1),
 /// and OpenSSL (so nginx) refuses the handshake when the cert's curve is missing.
-pub fn x25519_provider(tls12: bool) -> Arc<CryptoProvider> {
+pub fn x25519_provider(tls12: bool, first: Suite) -> Arc<CryptoProvider> {
     let mut provider = aws_lc_rs::default_provider();
     provider.kx_groups = vec![aws_lc_rs::kx_group::X25519];
     if tls12 {
         provider.kx_groups.push(aws_lc_rs::kx_group::SECP256R1);
     }
+    let want = first.suite();
+    // Stable partition: the chosen TLS 1.3 suite first, the rest in rustls' order.
+    provider.cipher_suites.sort_by_key(|s| s.suite() != want);
     Arc::new(provider)
+}
+
+/// The TLS 1.3 suite the client lists first. Both rustls (unless
+/// `ignore_client_order`) and nginx (`ssl_prefer_server_ciphers off`, the default)
+/// pick the client's favourite, so this choice decides what is measured: with
+/// SHA-NI but no SHA-512 hardware, the SHA-384 key schedule of AES-256 costs
+/// noticeably more than AES-128's SHA-256 (see `stsload ceiling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Suite {
+    /// TLS13_AES_256_GCM_SHA384: rustls' and OpenSSL's default first choice.
+    Aes256,
+    /// TLS13_AES_128_GCM_SHA256.
+    Aes128,
+    /// TLS13_CHACHA20_POLY1305_SHA256.
+    Chacha20,
+}
+
+impl Suite {
+    pub fn suite(self) -> rustls::CipherSuite {
+        match self {
+            Suite::Aes256 => rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            Suite::Aes128 => rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            Suite::Chacha20 => rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        }
+    }
 }
 
 /// Builds the loader's client config. `resume_capacity` = `None` disables resumption
