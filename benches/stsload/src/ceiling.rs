@@ -440,8 +440,8 @@ pub fn ceiling(iterations: usize, json: bool) -> Result<()> {
             "  {iterations} iterations per case; medians of per-handshake time inside rustls calls"
         );
         println!(
-            "  {:<38} {:>9} {:>8} {:>11} {:>9}  {}",
-            "case", "server µs", "p90 µs", "server hs/s", "client µs", "suite/group"
+            "  {:<38} {:>9} {:>8} {:>11} {:>9}  suite/group",
+            "case", "server µs", "p90 µs", "server hs/s", "client µs"
         );
         for r in &results {
             println!(
