@@ -97,6 +97,17 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Proportional set size of one process in KiB (`/proc/PID/smaps_rollup`). Unlike
+/// VmRSS it splits copy-on-write pages shared between nginx's master and workers,
+/// so summing it over processes does not double-count the loaded certificates.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +117,7 @@ mod tests {
         let me = std::process::id();
         assert!(process_cpu_ticks(me).is_ok());
         assert!(vm_rss_kib(me).unwrap() > 0);
+        assert!(pss_kib(me).unwrap() > 0);
         assert!(with_descendants(&[me]).contains(&me));
         assert!(clock_ticks_per_sec() > 0);
     }

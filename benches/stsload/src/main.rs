@@ -11,6 +11,7 @@ mod fixture;
 mod manifest;
 mod policy;
 mod run;
+mod summary;
 mod tls;
 
 use std::net::SocketAddr;
@@ -124,6 +125,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the A/B table and median ratios from compare.sh's results.jsonl.
+    Summarize {
+        /// JSON lines: {"round","server","mode","concurrency","rc","report"}.
+        results: PathBuf,
+    },
 }
 
 fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
@@ -194,5 +200,6 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Ceiling { iterations, json } => ceiling::ceiling(iterations, json),
+        Command::Summarize { results } => summary::summarize(&results),
     }
 }

@@ -442,7 +442,10 @@ pub struct Report {
     pub server_pids: Vec<u32>,
     pub server_cpu_s: Option<f64>,
     pub server_cpu_us_per_req: Option<f64>,
+    /// VmRSS summed over the server's processes (double-counts shared pages).
     pub server_rss_kib: Option<u64>,
+    /// Pss summed over the server's processes (shared pages split, no double count).
+    pub server_pss_kib: Option<u64>,
     pub loader_cpu_s: f64,
     pub loader_cpu_us_per_req: f64,
     pub loader_cpu_share: f64,
@@ -510,9 +513,10 @@ fn print_human(r: &Report) {
     );
     match (r.server_cpu_us_per_req, r.server_cpu_s) {
         (Some(per), Some(total)) => println!(
-            "  server cpu  {per:.1} µs/request  ({total:.2} s over pids {:?}; rss {} KiB)",
+            "  server cpu  {per:.1} µs/request  ({total:.2} s over pids {:?}; rss {} KiB, pss {} KiB)",
             r.server_pids,
-            r.server_rss_kib.map_or("?".into(), |v| v.to_string())
+            r.server_rss_kib.map_or("?".into(), |v| v.to_string()),
+            r.server_pss_kib.map_or("?".into(), |v| v.to_string())
         ),
         _ if !r.server_pids.is_empty() => println!("  server cpu  unavailable (a process exited?)"),
         _ => {}
@@ -627,6 +631,8 @@ pub fn run(opts: RunOptions) -> Result<i32> {
         resumed: stats.handshakes_resumed,
         server_cpu_us_per_req: server_cpu_s.map(|s| s * 1e6 / req),
         server_cpu_s,
+        server_pss_kib: (!pids.is_empty())
+            .then(|| pids.iter().filter_map(|&p| cpu::pss_kib(p)).sum()),
         server_rss_kib: (!pids.is_empty())
             .then(|| pids.iter().filter_map(|&p| cpu::vm_rss_kib(p)).sum()),
         server_pids: pids,
