@@ -89,6 +89,12 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        json_out: Option<PathBuf>,
+        /// Print a one-line summary instead of the full text report.
+        #[arg(long)]
+        brief: bool,
         /// Server process to charge CPU to (repeatable; descendants are included, so
         /// nginx's master pid also covers its worker).
         #[arg(long = "server-pid")]
@@ -170,6 +176,8 @@ fn main() -> anyhow::Result<()> {
             warmup,
             max_requests,
             json,
+            json_out,
+            brief,
             server_pid,
             allow_errors,
             verify_signatures,
@@ -188,6 +196,8 @@ fn main() -> anyhow::Result<()> {
                 warmup: secs(warmup, "warmup")?,
                 max_requests,
                 json,
+                json_out,
+                brief,
                 server_pids: server_pid,
                 allow_errors,
                 verify_signatures,

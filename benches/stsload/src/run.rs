@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub warmup: Duration,
     pub max_requests: Option<u64>,
     pub json: bool,
+    pub json_out: Option<PathBuf>,
+    pub brief: bool,
     pub server_pids: Vec<u32>,
     pub allow_errors: bool,
     pub verify_signatures: bool,
@@ -534,6 +536,34 @@ fn print_human(r: &Report) {
     );
 }
 
+/// One line per run, for scripts that run many (compare.sh).
+fn print_brief(r: &Report) {
+    println!(
+        "{:?} c={} {}: {:.0} req/s, p50 {} p99 {} µs, server {} µs/req, loader {:.0}%{}, errors {}, mismatches {}, resumed {}/{}",
+        r.mode,
+        r.concurrency,
+        r.target,
+        r.req_per_s,
+        r.latency_us.p50,
+        r.latency_us.p99,
+        r.server_cpu_us_per_req
+            .map_or("?".to_string(), |c| format!("{c:.1}")),
+        r.loader_cpu_share * 100.0,
+        if r.loader_cpu_share > 0.9 * r.threads as f64 {
+            " (LOADER-BOUND)"
+        } else {
+            ""
+        },
+        r.errors_total,
+        r.mismatches_total,
+        r.resumed,
+        r.handshakes
+    );
+    for (kind, text) in &r.error_examples {
+        println!("    first {kind} error: {text}");
+    }
+}
+
 /// Entry point of `stsload run`; returns the process exit code.
 pub fn run(opts: RunOptions) -> Result<i32> {
     if opts.concurrency == 0 {
@@ -640,11 +670,15 @@ pub fn run(opts: RunOptions) -> Result<i32> {
         loader_cpu_us_per_req: loader_us as f64 / req,
         loader_cpu_share: loader_us as f64 / 1e6 / secs,
     };
+    let json = serde_json::to_string(&report).context("serializing report")?;
+    if let Some(path) = &opts.json_out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if opts.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).context("serializing report")?
-        );
+        println!("{json}");
+    } else if opts.brief {
+        print_brief(&report);
     } else {
         print_human(&report);
     }
