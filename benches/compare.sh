@@ -28,7 +28,7 @@
 #
 # Ports: stsedge 127.0.0.1:$HTTPS_PORT (8443), admin $ADMIN_PORT (9090), nginx
 # $NGINX_PORT (8444). Every server started here is stopped on exit. Binaries come
-# from ${CARGO_TARGET_DIR:-target}/release.
+# from ${CARGO_TARGET_DIR:-target}/release (env STSEDGE_BIN overrides the server binary).
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -78,7 +78,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 LOADER=$TARGET_DIR/release/stsload
-STSEDGE=$TARGET_DIR/release/stsedge
+STSEDGE=${STSEDGE_BIN:-$TARGET_DIR/release/stsedge}
 FIXTURE=${FIXTURE:-target/stsload-fixture-$TENANTS}
 RESULTS=${RESULTS:-target/stsload-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RESULTS"

@@ -166,7 +166,10 @@ impl TaskStats {
             Failure::Tls(d) => (("tls", &mut self.errors.tls), d),
             Failure::Cert(d) => (("cert", &mut self.mismatches.cert), d),
             Failure::Http(d) => (("http", &mut self.errors.http), d),
-            Failure::Timeout => (("timeout", &mut self.errors.timeout), String::new()),
+            Failure::Timeout => (
+                ("timeout", &mut self.errors.timeout),
+                "no complete response within --timeout".to_string(),
+            ),
         };
         *kind.1 += 1;
         self.examples.entry(kind.0).or_insert(detail);
