@@ -88,6 +88,35 @@ pub fn self_cpu_us() -> u64 {
     us(ru.ru_utime) + us(ru.ru_stime)
 }
 
+/// Machine-wide CPU counters from the first line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    /// Everything but idle and iowait, over all CPUs.
+    pub busy: u64,
+    /// Time the hypervisor ran someone else while this VM wanted the CPU.
+    pub steal: u64,
+}
+
+/// Reads `/proc/stat`. The machine is shared (other builds, other benchmarks), so a
+/// run reports how much CPU *others* used during its window: a server/loader figure
+/// taken while a compiler ran on the same core is not comparable.
+pub fn machine_cpu() -> Option<MachineCpu> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    Some(MachineCpu {
+        busy,
+        steal: get(7),
+    })
+}
+
 /// VmRSS of one process in KiB, if readable.
 pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

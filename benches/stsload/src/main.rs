@@ -86,6 +86,15 @@ enum Command {
         /// Stop after this many requests even if time remains.
         #[arg(long)]
         max_requests: Option<u64>,
+        /// Open loop: start requests at this total rate (spread over the tasks) and
+        /// measure latency from each request's due time, so queueing behind a slow
+        /// server counts. Default: closed loop (as fast as responses come back).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// In resume mode, do NOT first visit every tenant once (unmeasured) to fill
+        /// the session cache; the window then mixes first-visit full handshakes in.
+        #[arg(long)]
+        no_prime: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -175,6 +184,8 @@ fn main() -> anyhow::Result<()> {
             duration,
             warmup,
             max_requests,
+            rate,
+            no_prime,
             json,
             json_out,
             brief,
@@ -195,6 +206,8 @@ fn main() -> anyhow::Result<()> {
                 duration: secs(duration, "duration")?,
                 warmup: secs(warmup, "warmup")?,
                 max_requests,
+                rate,
+                prime: !no_prime,
                 json,
                 json_out,
                 brief,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub duration: Duration,
     pub warmup: Duration,
     pub max_requests: Option<u64>,
+    pub rate: Option<f64>,
+    pub prime: bool,
     pub json: bool,
     pub json_out: Option<PathBuf>,
     pub brief: bool,
@@ -65,6 +67,9 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub seed: u64,
 }
+
+/// Upper bound on the resume-mode priming pass (100k tenants take well under this).
+const PRIME_LIMIT: Duration = Duration::from_secs(600);
 
 /// Why a request failed. Each carries the error text; the first one of each kind is
 /// shown in the report.
@@ -226,6 +231,44 @@ struct Shared {
     deadline: Instant,
     budget: u64,
     issued: AtomicU64,
+    /// Open-loop mode: each task's gap between request *starts* (= C / --rate).
+    task_interval: Option<Duration>,
+    /// Priming pass: tenants are handed out in order, each exactly once.
+    cursor: Option<AtomicUsize>,
+}
+
+/// Paces one task. Closed loop (no --rate): the next request starts when the last
+/// one ended. Open loop: requests are due on a fixed schedule and latency is taken
+/// from the *due* time, so a stalled server is charged for the requests it delayed
+/// (no coordinated omission) — what a p99 target needs.
+struct Pacer {
+    next: Instant,
+    interval: Option<Duration>,
+}
+
+impl Pacer {
+    fn new(shared: &Shared, task: u64, tasks: u64) -> Self {
+        let offset = shared.task_interval.map_or(Duration::ZERO, |iv| {
+            iv.mul_f64(task as f64 / tasks.max(1) as f64)
+        });
+        Self {
+            next: Instant::now() + offset,
+            interval: shared.task_interval,
+        }
+    }
+
+    /// Waits until the next request is due; returns the instant latency counts from.
+    async fn wait(&mut self) -> Instant {
+        match self.interval {
+            None => Instant::now(),
+            Some(iv) => {
+                let due = self.next;
+                self.next += iv;
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -316,12 +359,23 @@ async fn one_shot(
     Ok((kind, fetched))
 }
 
-async fn one_shot_task(shared: Arc<Shared>, seed: u64) -> TaskStats {
+async fn one_shot_task(shared: Arc<Shared>, seed: u64, mut pacer: Pacer) -> TaskStats {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut stats = TaskStats::new();
-    while shared.admit() {
-        let tenant = &shared.tenants[rng.usize(..shared.tenants.len())];
-        let started = Instant::now();
+    loop {
+        let started = pacer.wait().await;
+        if !shared.admit() {
+            break;
+        }
+        let n = shared.tenants.len();
+        let index = match &shared.cursor {
+            Some(c) => match c.fetch_add(1, Ordering::Relaxed) {
+                i if i < n => i,
+                _ => break,
+            },
+            None => rng.usize(..n),
+        };
+        let tenant = &shared.tenants[index];
         match tokio::time::timeout(shared.timeout, one_shot(&shared, tenant)).await {
             Err(_) => stats.fail(Failure::Timeout),
             Ok(Err(f)) => stats.fail(f),
@@ -337,13 +391,16 @@ async fn one_shot_task(shared: Arc<Shared>, seed: u64) -> TaskStats {
 /// `keepalive`: one tenant per task, one connection reused for back-to-back requests.
 /// A server-initiated close (`Connection: close`, idle or request limits) is not an
 /// error; the task simply reconnects, and the reconnect counts as a handshake.
-async fn keepalive_task(shared: Arc<Shared>, seed: u64) -> TaskStats {
+async fn keepalive_task(shared: Arc<Shared>, seed: u64, mut pacer: Pacer) -> TaskStats {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut stats = TaskStats::new();
     let tenant = &shared.tenants[rng.usize(..shared.tenants.len())];
     let mut sender: Option<http1::SendRequest<Empty<Bytes>>> = None;
-    while shared.admit() {
-        let started = Instant::now();
+    loop {
+        let started = pacer.wait().await;
+        if !shared.admit() {
+            break;
+        }
         let attempt = async {
             let reusable = match sender.take() {
                 Some(mut s) => s.ready().await.is_ok().then_some(s),
@@ -384,13 +441,15 @@ async fn keepalive_task(shared: Arc<Shared>, seed: u64) -> TaskStats {
     stats
 }
 
-/// Runs one phase (warm-up or measured) to completion and merges the task results.
+/// Runs one phase (priming, warm-up or measured) to completion and merges the task
+/// results. `prime` visits every tenant exactly once instead of random ones.
 async fn run_phase(
     base: &Arc<Shared>,
     opts: &RunOptions,
     duration: Duration,
     budget: u64,
     seed: u64,
+    prime: bool,
 ) -> (TaskStats, Duration) {
     let shared = Arc::new(Shared {
         tenants: base.tenants.clone(),
@@ -401,15 +460,22 @@ async fn run_phase(
         deadline: Instant::now() + duration,
         budget,
         issued: AtomicU64::new(0),
+        task_interval: opts
+            .rate
+            .filter(|_| !prime)
+            .map(|r| Duration::from_secs_f64(opts.concurrency as f64 / r)),
+        cursor: prime.then(|| AtomicUsize::new(0)),
     });
     let started = Instant::now();
+    let tasks = opts.concurrency as u64;
     let handles: Vec<_> = (0..opts.concurrency as u64)
         .map(|i| {
             let s = shared.clone();
             let task_seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i);
+            let pacer = Pacer::new(&s, i, tasks);
             match s.mode {
-                Mode::Keepalive => tokio::spawn(keepalive_task(s, task_seed)),
-                Mode::Full | Mode::Resume => tokio::spawn(one_shot_task(s, task_seed)),
+                Mode::Keepalive => tokio::spawn(keepalive_task(s, task_seed, pacer)),
+                Mode::Full | Mode::Resume => tokio::spawn(one_shot_task(s, task_seed, pacer)),
             }
         })
         .collect();
@@ -427,6 +493,7 @@ pub struct Report {
     pub tls_version: &'static str,
     pub preferred_suite: Suite,
     pub concurrency: usize,
+    pub target_rate: Option<f64>,
     pub tenants: usize,
     pub threads: usize,
     pub verify_signatures: bool,
@@ -454,6 +521,11 @@ pub struct Report {
     pub loader_cpu_s: f64,
     pub loader_cpu_us_per_req: f64,
     pub loader_cpu_share: f64,
+    /// CPU seconds used during the window by everything except the server pids and
+    /// the loader (other builds/benchmarks on this shared machine). Large values
+    /// make the run suspect.
+    pub others_cpu_s: Option<f64>,
+    pub steal_s: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -483,8 +555,14 @@ fn print_human(r: &Report) {
         },
     );
     println!(
-        "  requests    {} in {:.2} s  ({} ok)  =>  {:.0} req/s",
-        r.requests, r.elapsed_s, r.ok, r.req_per_s
+        "  requests    {} in {:.2} s  ({} ok)  =>  {:.0} req/s{}",
+        r.requests,
+        r.elapsed_s,
+        r.ok,
+        r.req_per_s,
+        r.target_rate.map_or(String::new(), |t| format!(
+            "  (open loop, target {t:.0} req/s; latency from due time)"
+        ))
     );
     let l = &r.latency_us;
     println!(
@@ -537,12 +615,24 @@ fn print_human(r: &Report) {
             ""
         }
     );
+    if let Some(o) = r.others_cpu_s {
+        println!(
+            "  others cpu  {o:.2} s ({:.0}% of one core) used by other processes in the window{}; steal {:.2} s",
+            o / r.elapsed_s * 100.0,
+            if o / r.elapsed_s > 0.1 {
+                " — NOISY, rerun"
+            } else {
+                ""
+            },
+            r.steal_s.unwrap_or(0.0)
+        );
+    }
 }
 
 /// One line per run, for scripts that run many (compare.sh).
 fn print_brief(r: &Report) {
     println!(
-        "{:?} c={} {}: {:.0} req/s, p50 {} p99 {} µs, server {} µs/req, loader {:.0}%{}, errors {}, mismatches {}, resumed {}/{}",
+        "{:?} c={} {}: {:.0} req/s, p50 {} p99 {} µs, server {} µs/req, loader {:.0}%{}, others {}%, errors {}, mismatches {}, resumed {}/{}",
         r.mode,
         r.concurrency,
         r.target,
@@ -557,6 +647,10 @@ fn print_brief(r: &Report) {
         } else {
             ""
         },
+        r.others_cpu_s.map_or("?".to_string(), |o| format!(
+            "{:.0}",
+            o / r.elapsed_s * 100.0
+        )),
         r.errors_total,
         r.mismatches_total,
         r.resumed,
@@ -571,6 +665,9 @@ fn print_brief(r: &Report) {
 pub fn run(opts: RunOptions) -> Result<i32> {
     if opts.concurrency == 0 {
         bail!("--concurrency must be at least 1");
+    }
+    if opts.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of requests per second");
     }
     let manifest = Manifest::load(&opts.fixture)?;
     let provider = x25519_provider(opts.tls12, opts.suite);
@@ -591,6 +688,8 @@ pub fn run(opts: RunOptions) -> Result<i32> {
         deadline: Instant::now(),
         budget: 0,
         issued: AtomicU64::new(0),
+        task_interval: None,
+        cursor: None,
     });
 
     let runtime = if opts.threads <= 1 {
@@ -606,22 +705,50 @@ pub fn run(opts: RunOptions) -> Result<i32> {
     let pids = cpu::with_descendants(&opts.server_pids);
     let ticks_per_s = cpu::clock_ticks_per_sec() as f64;
 
-    let (stats, elapsed, server_ticks, loader_us) = runtime.block_on(async {
+    let (stats, elapsed, server_ticks, loader_us, machine) = runtime.block_on(async {
+        if opts.mode == Mode::Resume && opts.prime {
+            // Without this, every tenant's first visit in the window is a full
+            // handshake, and with many tenants "resume" would mostly measure full
+            // handshakes (at 10k tenants and ~10k requests, about half).
+            let (p, took) = run_phase(&base, &opts, PRIME_LIMIT, u64::MAX, 0, true).await;
+            eprintln!(
+                "stsload: primed session cache: {} tenants visited in {:.1} s ({} errors)",
+                p.requests,
+                took.as_secs_f64(),
+                p.errors.total() + p.mismatches.total()
+            );
+        }
         if !opts.warmup.is_zero() {
             // Same traffic, results discarded: fills session caches, page cache and
             // the server's lazy state before the window that counts.
-            run_phase(&base, &opts, opts.warmup, u64::MAX, opts.seed ^ 0x5757).await;
+            run_phase(
+                &base,
+                &opts,
+                opts.warmup,
+                u64::MAX,
+                opts.seed ^ 0x5757,
+                false,
+            )
+            .await;
         }
         let server_before = cpu::total_cpu_ticks(&pids).ok();
+        let machine_before = cpu::machine_cpu();
         let loader_before = cpu::self_cpu_us();
         let budget = opts.max_requests.unwrap_or(u64::MAX);
-        let (stats, elapsed) = run_phase(&base, &opts, opts.duration, budget, opts.seed).await;
+        let (stats, elapsed) =
+            run_phase(&base, &opts, opts.duration, budget, opts.seed, false).await;
         let loader_us = cpu::self_cpu_us().saturating_sub(loader_before);
+        let machine = machine_before
+            .zip(cpu::machine_cpu())
+            .map(|(b, a)| cpu::MachineCpu {
+                busy: a.busy.saturating_sub(b.busy),
+                steal: a.steal.saturating_sub(b.steal),
+            });
         let server_after = cpu::total_cpu_ticks(&pids).ok();
         let server_ticks = server_before
             .zip(server_after)
             .map(|(b, a)| a.saturating_sub(b));
-        (stats, elapsed, server_ticks, loader_us)
+        (stats, elapsed, server_ticks, loader_us, machine)
     });
     // Requests already started at the deadline finish and are counted; `elapsed`
     // runs until the last one did, so req/s stays honest.
@@ -638,6 +765,7 @@ pub fn run(opts: RunOptions) -> Result<i32> {
         tls_version: if opts.tls12 { "TLSv1.2" } else { "TLSv1.3" },
         preferred_suite: opts.suite,
         concurrency: opts.concurrency,
+        target_rate: opts.rate,
         tenants: tenants_n,
         threads: opts.threads.max(1),
         verify_signatures: opts.verify_signatures,
@@ -672,6 +800,11 @@ pub fn run(opts: RunOptions) -> Result<i32> {
         loader_cpu_s: loader_us as f64 / 1e6,
         loader_cpu_us_per_req: loader_us as f64 / req,
         loader_cpu_share: loader_us as f64 / 1e6 / secs,
+        others_cpu_s: machine.map(|m| {
+            let total = m.busy as f64 / ticks_per_s;
+            (total - server_cpu_s.unwrap_or(0.0) - loader_us as f64 / 1e6).max(0.0)
+        }),
+        steal_s: machine.map(|m| m.steal as f64 / ticks_per_s),
     };
     let json = serde_json::to_string(&report).context("serializing report")?;
     if let Some(path) = &opts.json_out {

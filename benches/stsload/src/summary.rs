@@ -28,6 +28,9 @@ struct Report {
     mismatches_total: u64,
     server_cpu_us_per_req: Option<f64>,
     loader_cpu_share: f64,
+    #[serde(default)]
+    others_cpu_s: Option<f64>,
+    elapsed_s: f64,
     threads: usize,
     resumed: u64,
     handshakes: u64,
@@ -38,6 +41,9 @@ struct Latency {
     p50: u64,
     p99: u64,
 }
+
+/// Per (mode, concurrency): stsedge/nginx ratios of req/s, CPU per request, p99.
+type Ratios = (Vec<f64>, Vec<f64>, Vec<f64>);
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
@@ -60,6 +66,8 @@ fn cell(r: Option<&Report>) -> String {
                 "!"
             } else if r.loader_cpu_share > 0.9 * r.threads as f64 {
                 "L"
+            } else if r.others_cpu_s.is_some_and(|o| o / r.elapsed_s > 0.1) {
+                "O"
             } else {
                 " "
             };
@@ -128,7 +136,7 @@ pub fn summarize(path: &Path) -> Result<()> {
         "{:<9} {:>4} {:>5} | {:34} | {:34} | {:>7} {:>7}",
         "", "", "", "", "", "s/n", "s/n"
     );
-    let mut ratios: BTreeMap<(String, u32), (Vec<f64>, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut ratios: BTreeMap<(String, u32), Ratios> = BTreeMap::new();
     for ((mode, c, round), servers) in &runs {
         let s = servers.get("stsedge").and_then(Option::as_ref);
         let g = servers.get("nginx").and_then(Option::as_ref);
@@ -164,7 +172,12 @@ pub fn summarize(path: &Path) -> Result<()> {
             }
         }
     }
-    println!("  flags: ! = errors or mismatches, L = loader CPU-bound (result is a loader limit)");
+    println!(
+        "  flags: ! = errors or mismatches, L = loader CPU-bound (a loader limit, not the server's),"
+    );
+    println!(
+        "         O = other processes used >10% of a core during the run (shared machine: noisy)"
+    );
     println!();
     println!(
         "median stsedge/nginx ratio per mode (higher req/s ratio and lower cpu ratio favour stsedge):"
