@@ -632,7 +632,7 @@ fn print_human(r: &Report) {
 /// One line per run, for scripts that run many (compare.sh).
 fn print_brief(r: &Report) {
     println!(
-        "{:?} c={} {}: {:.0} req/s, p50 {} p99 {} µs, server {} µs/req, loader {:.0}%{}, others {}%, errors {}, mismatches {}, resumed {}/{}",
+        "{:?} c={} {}: {:.0} req/s, p50 {} p99 {} µs, server {} µs/req, loader {:.0} µs/req {:.0}%{}, others {}%, errors {}, mismatches {}, resumed {}/{}",
         r.mode,
         r.concurrency,
         r.target,
@@ -641,6 +641,7 @@ fn print_brief(r: &Report) {
         r.latency_us.p99,
         r.server_cpu_us_per_req
             .map_or("?".to_string(), |c| format!("{c:.1}")),
+        r.loader_cpu_us_per_req,
         r.loader_cpu_share * 100.0,
         if r.loader_cpu_share > 0.9 * r.threads as f64 {
             " (LOADER-BOUND)"
