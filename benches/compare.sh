@@ -16,6 +16,9 @@
 #                          SIGHUP; fail unless the loaders saw 0 errors and 0 mismatches
 #   --fixture DIR          fixture directory (default target/stsload-fixture-N)
 #   --results DIR          results directory (default target/stsload-results/DATE)
+#   --loader-args "ARGS"   extra `stsload run` arguments for every measured run, e.g.
+#                          "--rate 2000" to compare both servers at the same offered
+#                          load (env LOADER_ARGS)
 #   --no-build             use the binaries already built
 #   -h, --help             this text
 #
@@ -46,6 +49,7 @@ ADMIN_PORT=${ADMIN_PORT:-9090}
 NGINX_PORT=${NGINX_PORT:-8444}
 READY_TIMEOUT=${READY_TIMEOUT:-600}
 SETTLE=${SETTLE:-5}
+LOADER_ARGS=${LOADER_ARGS:-}
 RELOAD_STORM=0
 BUILD=1
 FIXTURE=""
@@ -64,6 +68,7 @@ while [ $# -gt 0 ]; do
         --reload-storm) RELOAD_STORM=1; shift ;;
         --fixture) FIXTURE=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
+        --loader-args) LOADER_ARGS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -158,7 +163,7 @@ PROBE_HOST=mta-sts.$PROBE_DOMAIN
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "kernel: $(uname -r); cpus: $(nproc)"
     command -v nginx >/dev/null && nginx -v 2>&1
-    echo "tenants=$TENANTS rounds=$ROUNDS duration=$DURATION warmup=$WARMUP concurrency=$CONCURRENCY high=$HIGH_CONCURRENCY modes=$MODES only=$ONLY"
+    echo "tenants=$TENANTS rounds=$ROUNDS duration=$DURATION warmup=$WARMUP concurrency=$CONCURRENCY high=$HIGH_CONCURRENCY modes=$MODES only=$ONLY loader_args=$LOADER_ARGS"
 } > "$RESULTS/env.txt"
 
 # ---------------------------------------------------------------- helpers
@@ -284,9 +289,10 @@ run_load() {
     if [ "$server" = stsedge ]; then port=$HTTPS_PORT pid=$STSEDGE_PID; else port=$NGINX_PORT pid=$NGINX_PID; fi
     out=$RESULTS/r$round-$label-c$conc-$server.json
     printf '  %-7s ' "$server" >&2
+    # shellcheck disable=SC2086 # $LOADER_ARGS is a word list on purpose
     taskset -c 1 "$LOADER" run --target "127.0.0.1:$port" --fixture "$FIXTURE" --mode "$mode" \
         --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
-        --brief --json-out "$out" >&2 || rc=$?
+        --brief --json-out "$out" $LOADER_ARGS >&2 || rc=$?
     report=null
     [ -s "$out" ] && report=$(cat "$out")
     printf '{"round":%d,"server":"%s","mode":"%s","concurrency":%d,"rc":%d,"report":%s}\n' \
