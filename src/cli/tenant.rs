@@ -118,6 +118,16 @@ fn patterns(mx: &[String]) -> Result<Vec<MxPattern>, CliError> {
         .collect()
 }
 
+/// The text of a tenant file that must exist; `hint` completes "… does not exist; ".
+fn read_existing(path: &Path, hint: &str) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            CliError::Usage(format!("{} does not exist; {hint}", path.display()))
+        }
+        _ => CliError::Config(vec![ConfigError::io(path, &e)]),
+    })
+}
+
 /// Validates the new text exactly as the server will, then writes it atomically.
 fn commit(config: &ServerConfig, domain: &DomainName, text: &str) -> Result<PathBuf, CliError> {
     let path = tenant_file(config, domain);
@@ -178,13 +188,10 @@ fn set(
 ) -> Result<ExitCode, CliError> {
     let domain = domain(input)?;
     let path = tenant_file(config, &domain);
-    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => CliError::Usage(format!(
-            "{} does not exist; create it with `stsedge tenant add {domain} --mx …`",
-            path.display()
-        )),
-        _ => CliError::Config(vec![ConfigError::io(&path, &e)]),
-    })?;
+    let text = read_existing(
+        &path,
+        &format!("create it with `stsedge tenant add {domain} --mx …`"),
+    )?;
     if mx.is_empty() && args.mode.is_none() && args.max_age.is_none() {
         return Err(CliError::Usage(
             "nothing to change; give --mode, --mx or --max-age".into(),
@@ -212,13 +219,7 @@ fn set(
 fn rm(config: &ServerConfig, input: &str, now: bool, json: bool) -> Result<ExitCode, CliError> {
     let domain = domain(input)?;
     let path = tenant_file(config, &domain);
-    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => CliError::Usage(format!(
-            "{} does not exist; nothing to remove",
-            path.display()
-        )),
-        _ => CliError::Config(vec![ConfigError::io(&path, &e)]),
-    })?;
+    let text = read_existing(&path, "nothing to remove")?;
     let marker = marker_path(&config.state_dir, &domain);
     if now {
         let max_age = parse_tenant(domain.clone(), &path, &text, &config.base_dir)

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::common::client::{client_config, connect, tls_error};
+use crate::common::client::{client_config, connect, refused};
 use crate::common::{Fixture, Request, Server, eventually, fetch, policy_text};
 
 const SNI: &str = "mta-sts.example.com";
@@ -242,12 +242,9 @@ async fn decommissioning_ends_by_removing_the_tenant() {
     assert!(run(&f, &["tenant", "rm", "example.com"]).0);
     let config = client_config(dev_roots(&f), false, false);
     eventually("the tenant to be removed", || async {
-        let err = connect(server.https, SNI, config.clone()).await.err()?;
-        (tls_error(&err)
-            == Some(&rustls::Error::AlertReceived(
-                rustls::AlertDescription::UnrecognisedName,
-            )))
-        .then_some(())
+        refused(server.https, SNI, config.clone())
+            .await
+            .then_some(())
     })
     .await;
     server.wait_log("decommissioned");
