@@ -912,7 +912,11 @@ fn load_record(paths: &CertPaths, origin: CertOrigin, provider: &CryptoProvider)
         key.as_ref().ok().map(|(_, id)| *id),
     );
     let loaded = match (cert, key) {
-        (Ok((cert, _)), Ok((key, _))) => load_pair(paths, &cert, &key, origin, provider),
+        (Ok((cert, _)), Ok((key, _))) => {
+            // The parsed key lives in aws-lc; the PEM text need not outlive the parse.
+            let key = zeroize::Zeroizing::new(key);
+            load_pair(paths, &cert, &key, origin, provider)
+        }
         (Err(e), _) => Err(ConfigError::io(&paths.cert, &e)),
         (_, Err(e)) => Err(ConfigError::io(&paths.key, &e)),
     };
