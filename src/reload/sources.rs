@@ -374,14 +374,21 @@ impl Sources {
     /// domains whose tenant may need rebuilding.
     fn visit_tenant_files(&mut self, paths: &[PathBuf]) -> HashSet<DomainName> {
         // A file not seen before is read at once; a known one only if it changed.
-        let stale: Vec<PathBuf> = paths
+        // The stat pass is most of a SIGHUP with nothing changed: spread it over cores.
+        let known: Vec<(&PathBuf, Option<Option<FileIdentity>>)> = paths
             .iter()
             .filter(|p| is_tenant_file_name(p))
-            .filter(|p| match self.files.get(*p) {
-                None => true,
-                Some(f) => f.identity.is_none() || f.identity != FileIdentity::of(p),
-            })
-            .cloned()
+            .map(|p| (p, self.files.get(p).map(|f| f.identity)))
+            .collect();
+        let fresh = par_map(&known, |(p, recorded)| match recorded {
+            None | Some(None) => true,
+            Some(id) => *id != FileIdentity::of(p),
+        });
+        let stale: Vec<PathBuf> = known
+            .iter()
+            .zip(fresh)
+            .filter(|(_, stale)| *stale)
+            .map(|((p, _), _)| (*p).clone())
             .collect();
         let base = self.config.base_dir.clone();
         let parsed = par_map(&stale, |path| read_tenant(path, &base));
@@ -490,11 +497,14 @@ impl Sources {
     /// Re-stats known certificate pairs and reloads those that changed. Returns the
     /// pairs that now load differently.
     fn visit_certs(&mut self, candidates: Vec<Arc<CertPaths>>) -> Vec<Arc<CertPaths>> {
+        let now = par_map(&candidates, |p| {
+            (FileIdentity::of(&p.cert), FileIdentity::of(&p.key))
+        });
         let stale: Vec<(Arc<CertPaths>, CertOrigin)> = candidates
             .into_iter()
-            .filter_map(|p| {
+            .zip(now)
+            .filter_map(|(p, now)| {
                 let record = self.certs.get(&p)?;
-                let now = (FileIdentity::of(&p.cert), FileIdentity::of(&p.key));
                 (now != record.identity).then_some((p, record.origin))
             })
             .collect();
