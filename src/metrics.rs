@@ -56,6 +56,8 @@ pub struct DnsCounters {
     pub notimp: Counter,
     pub servfail: Counter,
     pub badvers: Counter,
+    /// TCP connections closed at once because the DNS connection cap was reached.
+    pub tcp_rejected: Counter,
 }
 
 pub struct Metrics {
@@ -102,6 +104,12 @@ impl Metrics {
             dns.clone(),
         );
         let rcode = |r| dns.get_or_create(&RcodeLabel { rcode: r }).clone();
+        let dns_tcp_rejected = Counter::default();
+        registry.register(
+            "dns_tcp_rejected",
+            "DNS TCP connections closed at once because the connection cap was reached",
+            dns_tcp_rejected.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
@@ -159,6 +167,7 @@ impl Metrics {
                 notimp: rcode("NOTIMP"),
                 servfail: rcode("SERVFAIL"),
                 badvers: rcode("BADVERS"),
+                tcp_rejected: dns_tcp_rejected,
             },
             registry,
             connections_open,

@@ -27,12 +27,14 @@ use crate::snapshot::Snapshot;
 /// truncated (TC) and the client retries over TCP.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
-/// Answers queries for the hosting zone from the current snapshot.
+/// Answers queries for the hosting zone from the current snapshot. Clones share
+/// everything.
+#[derive(Clone)]
 pub struct DnsHandler {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     /// The SOA/NS records of the latest generation seen, rebuilt when it changes.
-    apex: ArcSwapOption<Apex>,
+    apex: Arc<ArcSwapOption<Apex>>,
 }
 
 /// One reply, owning its records, ready to be encoded against the request's question.
@@ -109,8 +111,12 @@ impl DnsHandler {
         DnsHandler {
             snapshot,
             metrics,
-            apex: ArcSwapOption::empty(),
+            apex: Arc::new(ArcSwapOption::empty()),
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Builds the reply to `request`. Synchronous and allocation-light: the benches

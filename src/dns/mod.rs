@@ -2,13 +2,14 @@
 //! answering from the same snapshot as the HTTPS edge.
 //!
 //! ```text
-//!  UDP / TCP ─► hickory Server (parse, FORMERR for garbage, TCP idle timeout)
-//!                  │ Request
-//!                  ▼
+//!  UDP ─► hickory Server ──────────────┐  parse; FORMERR for garbage;
+//!  TCP ─► tcp (connection cap, idle    │  responses never answered
+//!         timeout, lifetime) ──────────┤
+//!                                      ▼ Request
 //!            handler::DnsHandler ── snapshot.load() once ──► zone::resolve
-//!                  │ Reply (AA, SOA in authority, rcode counted)
-//!                  ▼
-//!            hickory encoder (UDP size limit, TC)
+//!                                      │ Reply (AA, SOA in authority, rcode counted)
+//!                                      ▼
+//!            hickory encoder (UDP: EDNS size or 512, TC when over)
 //! ```
 //!
 //! This module owns the DNS listeners and their lifetime: `listen::bind` before the
@@ -20,23 +21,19 @@
 
 mod handler;
 mod listen;
+mod tcp;
 mod zone;
 
 pub use handler::{DnsHandler, MAX_UDP_PAYLOAD, Reply};
 pub use listen::{DnsSockets, bind};
+pub use tcp::{MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT, TCP_LIFETIME};
 pub use zone::{ADDR_TTL, NEGATIVE_TTL, NS_TTL, TXT_TTL};
 
-use std::time::Duration;
-use tokio::sync::watch;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::server::stopped;
-
-/// A TCP connection that sends no complete query for this long is closed (RFC 7766
-/// §6.2.3 suggests seconds, not minutes).
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Replies queued per TCP connection before the connection stops reading.
-const TCP_RESPONSE_QUEUE: usize = 32;
 
 /// Serves `sockets` with `handler` until `shutdown` is set. Must be called inside the
 /// runtime.
@@ -45,14 +42,17 @@ pub fn spawn(
     handler: DnsHandler,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let mut server = hickory_server::Server::new(handler);
+    let permits = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let mut tcp = Vec::new();
+    let mut server = hickory_server::Server::new(handler.clone());
     for s in sockets {
         server.register_socket(tokio::net::UdpSocket::from_std(s.udp)?);
-        server.register_listener(
+        tcp.push(tokio::spawn(tcp::serve(
             tokio::net::TcpListener::from_std(s.tcp)?,
-            TCP_IDLE_TIMEOUT,
-            TCP_RESPONSE_QUEUE,
-        );
+            handler.clone(),
+            permits.clone(),
+            shutdown.clone(),
+        )));
     }
     Ok(tokio::spawn(async move {
         tokio::select! {
@@ -64,6 +64,9 @@ pub fn spawn(
         }
         if let Err(e) = server.shutdown_gracefully().await {
             tracing::debug!(error = %e, "DNS listener ended with an error at shutdown");
+        }
+        for t in tcp {
+            let _ = t.await;
         }
     }))
 }

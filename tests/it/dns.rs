@@ -680,3 +680,64 @@ async fn a_response_is_never_answered() {
     let first = Message::from_vec(&buf[..n]).unwrap();
     assert_eq!(first.metadata.id, 4242, "the first reply is to the query");
 }
+
+#[tokio::test]
+async fn tcp_connections_are_capped_and_the_cap_spares_the_rest() {
+    let f = fixture();
+    f.add_tenant("example.com", "mx = [\"mail.example.com\"]");
+    let server = f.start();
+    let addr = server.dns.unwrap();
+    // Fill the cap with idle connections (accepted in order, so all before the next).
+    let mut held = Vec::new();
+    for _ in 0..stsedge::dns::MAX_TCP_CONNECTIONS {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(crate::common::DEADLINE, over.read(&mut buf))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+    // A held connection still answers, and UDP is unaffected.
+    let query = query_message(&format!("{ZONE}."), RecordType::SOA, None)
+        .to_vec()
+        .unwrap();
+    let s = &mut held[0];
+    s.write_all(&(query.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(&query).await.unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.unwrap();
+    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply).await.unwrap();
+    assert_eq!(Message::from_vec(&reply).unwrap().answers.len(), 1);
+    let r = raw_udp(
+        addr,
+        &query_message(&format!("{ZONE}."), RecordType::SOA, None),
+    )
+    .await;
+    assert_eq!(r.answers.len(), 1);
+
+    let (_, metrics) = server.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("stsedge_dns_tcp_rejected_total 1"),
+        "{metrics}"
+    );
+    // Freed slots are reused.
+    held.clear();
+    eventually("a new TCP connection is served again", || async {
+        let mut c = tcp_client(addr).await;
+        let r = c
+            .query(
+                Name::from_str(&format!("{ZONE}.")).unwrap(),
+                DNSClass::IN,
+                RecordType::SOA,
+            )
+            .await
+            .ok()?;
+        (r.answers.len() == 1).then_some(())
+    })
+    .await;
+}
