@@ -570,6 +570,23 @@ async fn malformed_queries_get_well_formed_errors() {
         ResponseCode::FormErr,
         "truncated question"
     );
+
+    // The same over TCP, in a well-framed message.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&(bytes.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.unwrap();
+    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply).await.unwrap();
+    let r = Message::from_vec(&reply).unwrap();
+    assert_eq!(
+        r.metadata.response_code,
+        ResponseCode::FormErr,
+        "TCP truncated question"
+    );
 }
 
 #[tokio::test]
