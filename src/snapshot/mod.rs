@@ -9,8 +9,10 @@
 //! Nothing here reads files or takes locks; `SnapshotBuilder` derives the next
 //! generation from the previous one by explicit changes.
 
+mod ancestors;
 mod names;
 
+pub use ancestors::Ancestors;
 pub use names::{NameMap, Named};
 
 use bytes::Bytes;
@@ -139,6 +141,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub config: Arc<ServerConfig>,
     tenants: NameMap<Arc<Tenant>>,
+    /// Names that exist only above tenant names (DNS empty non-terminals).
+    ancestors: Ancestors,
     service: Option<ServiceCert>,
     /// Every current problem in the operator's files, sorted by file.
     pub problems: Arc<[ConfigError]>,
@@ -150,6 +154,7 @@ impl Snapshot {
             generation: 0,
             config,
             tenants: NameMap::default(),
+            ancestors: Ancestors::default(),
             service: None,
             problems: Arc::from([]),
         }
@@ -159,6 +164,13 @@ impl Snapshot {
     #[inline]
     pub fn tenant(&self, domain: &str) -> Option<&Arc<Tenant>> {
         self.tenants.get(domain)
+    }
+
+    /// Whether a tenant name lies strictly below `lower` (lowercase, no trailing dot):
+    /// `com` and `example.com` for tenant `shop.example.com`. Never allocates.
+    #[inline]
+    pub fn is_above_tenant(&self, lower: &str) -> bool {
+        self.ancestors.contains(lower)
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
@@ -226,6 +238,7 @@ impl Snapshot {
             generation: self.generation + 1,
             config: self.config.clone(),
             tenants: self.tenants.clone(),
+            ancestors: self.ancestors.clone(),
             service: self.service.clone(),
             problems: self.problems.clone(),
         }
@@ -237,6 +250,7 @@ pub struct SnapshotBuilder {
     generation: u64,
     config: Arc<ServerConfig>,
     tenants: NameMap<Arc<Tenant>>,
+    ancestors: Ancestors,
     service: Option<ServiceCert>,
     problems: Arc<[ConfigError]>,
 }
@@ -247,6 +261,7 @@ impl SnapshotBuilder {
             generation: 1,
             config,
             tenants: NameMap::with_capacity(capacity),
+            ancestors: Ancestors::default(),
             service: None,
             problems: Arc::from([]),
         }
@@ -258,12 +273,17 @@ impl SnapshotBuilder {
     }
 
     pub fn upsert(&mut self, tenant: Arc<Tenant>) -> &mut Self {
-        self.tenants.insert(tenant);
+        let domain = tenant.domain.clone();
+        if self.tenants.insert(tenant).is_none() {
+            self.ancestors.add(&domain);
+        }
         self
     }
 
     pub fn remove(&mut self, domain: &str) -> &mut Self {
-        self.tenants.remove(domain);
+        if let Some(gone) = self.tenants.remove(domain) {
+            self.ancestors.remove(&gone.domain);
+        }
         self
     }
 
@@ -290,6 +310,7 @@ impl SnapshotBuilder {
             generation: self.generation,
             config: self.config,
             tenants: self.tenants,
+            ancestors: self.ancestors,
             service: self.service,
             problems: self.problems,
         }

@@ -1,4 +1,5 @@
 mod check;
+mod dns;
 mod lifecycle;
 mod limits;
 mod reload;
