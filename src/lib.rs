@@ -25,6 +25,7 @@
 //! - [`tls`]: certificates, the SNI resolver, the rustls configuration.
 //! - [`http`]: routes and the one status mapping.
 //! - [`server`]: listeners, handshakes, connections, limits, drain.
+//! - [`dns`]: the authoritative DNS server for the hosting zone.
 //! - [`admin`], [`metrics`], [`view`], [`systemd`]: operations.
 //! - [`verify`]: live network checks of a tenant (`stsedge verify`), MX suggestions.
 //! - [`cli`]: the commands.
@@ -32,6 +33,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod domain;
 pub mod files;
 pub mod http;

@@ -21,6 +21,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RcodeLabel {
+    rcode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -42,8 +47,22 @@ pub struct HandshakeCounters {
     pub timeout: Counter,
 }
 
+/// Handles for the DNS response codes the server answers with.
+pub struct DnsCounters {
+    pub noerror: Counter,
+    pub nxdomain: Counter,
+    pub refused: Counter,
+    pub formerr: Counter,
+    pub notimp: Counter,
+    pub servfail: Counter,
+    pub badvers: Counter,
+    /// TCP connections closed at once because the DNS connection cap was reached.
+    pub tcp_rejected: Counter,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub dns: DnsCounters,
     pub responses: ResponseCounters,
     pub handshakes: HandshakeCounters,
     pub connections_open: Gauge,
@@ -78,6 +97,19 @@ impl Metrics {
             handshakes.clone(),
         );
         let hs = |r| handshakes.get_or_create(&ResultLabel { result: r }).clone();
+        let dns = Family::<RcodeLabel, Counter>::default();
+        registry.register(
+            "dns_queries",
+            "DNS queries answered, by response code",
+            dns.clone(),
+        );
+        let rcode = |r| dns.get_or_create(&RcodeLabel { rcode: r }).clone();
+        let dns_tcp_rejected = Counter::default();
+        registry.register(
+            "dns_tcp_rejected",
+            "DNS TCP connections closed at once because the connection cap was reached",
+            dns_tcp_rejected.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
@@ -126,6 +158,16 @@ impl Metrics {
                 no_sni: hs("no_sni"),
                 failed: hs("failed"),
                 timeout: hs("timeout"),
+            },
+            dns: DnsCounters {
+                noerror: rcode("NOERROR"),
+                nxdomain: rcode("NXDOMAIN"),
+                refused: rcode("REFUSED"),
+                formerr: rcode("FORMERR"),
+                notimp: rcode("NOTIMP"),
+                servfail: rcode("SERVFAIL"),
+                badvers: rcode("BADVERS"),
+                tcp_rejected: dns_tcp_rejected,
             },
             registry,
             connections_open,

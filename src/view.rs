@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::ConfigError;
-use crate::snapshot::{CertStatus, Snapshot, Tenant};
+use crate::snapshot::{CertStatus, Phase, Snapshot, Tenant};
 use crate::tls::{CertOrigin, format_unix};
 
 #[derive(Serialize)]
@@ -15,6 +15,8 @@ pub struct TenantView {
     pub mx: Vec<String>,
     pub id: String,
     pub servable: bool,
+    #[serde(flatten)]
+    pub phase: Phase,
     /// Why the policy (and its TXT record) is not served, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -50,6 +52,7 @@ impl TenantView {
             mx: t.policy.mx.iter().map(|m| m.to_string()).collect(),
             id: t.id.to_string(),
             servable: t.servable().is_ok(),
+            phase: t.phase,
             reason: t.servable().err().map(str::to_owned),
             certificate,
             policy: detailed.then(|| String::from_utf8_lossy(&t.body).into_owned()),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use stsedge::config::{ServerConfig, TenantSpec};
 use stsedge::domain::DomainName;
 use stsedge::policy::{Mode, MxPattern, Policy};
-use stsedge::snapshot::{CertStatus, Snapshot, SnapshotBuilder, Tenant};
+use stsedge::snapshot::{CertStatus, Phase, Snapshot, SnapshotBuilder, Tenant};
 use stsedge::tls::{CertOrigin, LoadedCert};
 
 pub fn domain(i: usize) -> String {
@@ -50,7 +50,7 @@ pub fn tenant(i: usize, cert: &LoadedCert) -> Arc<Tenant> {
     };
     Arc::new(Tenant::new(
         Arc::new(spec),
-        policy,
+        Phase::Active,
         CertStatus::Loaded(cert.clone()),
         None,
     ))

@@ -10,7 +10,7 @@ use crate::view;
 
 pub fn run(config_path: &Path, json: bool) -> Result<ExitCode, CliError> {
     let config = ServerConfig::load(config_path).map_err(CliError::Config)?;
-    let mut sources = Sources::new(config, crate::tls::provider());
+    let mut sources = Sources::read_only(config, crate::tls::provider());
     let snapshot = sources.initial();
     let problems = &snapshot.problems;
     let servable = snapshot.tenants().filter(|t| t.servable().is_ok()).count();

@@ -2,7 +2,9 @@
 //! `main` only parses arguments and prints the error.
 
 mod check;
+mod records;
 mod serve;
+mod tenant;
 mod verify;
 
 pub use verify::NetArgs;
@@ -34,6 +36,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add, change, remove and inspect tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+    },
+    /// The zone-file lines the customer adds for DOMAIN.
+    Records {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Live checks over the network: CNAMEs, TXT, the HTTPS policy, MX coverage and
     /// STARTTLS on every MX; says whether `enforce` is safe; exit 0 only if all pass.
     Verify(verify::VerifyArgs),
@@ -51,6 +64,9 @@ pub enum CliError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A wrong argument or a state the command cannot act on; the message says what to do.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -63,6 +79,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve => serve::run(&cli.config),
         Command::Check { json } => check::run(&cli.config, json),
+        Command::Tenant { command } => tenant::run(&cli.config, command),
+        Command::Records { domain, json } => records::run(&cli.config, &domain, json),
         Command::Verify(args) => verify::run(&cli.config, args),
     }
 }

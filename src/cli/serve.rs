@@ -29,6 +29,12 @@ pub fn run(config_path: &Path) -> Result<ExitCode, CliError> {
         .map(listen)
         .collect::<Result<_, _>>()?;
     let admin_listener = listen(config.admin.listen)?;
+    let dns: Vec<crate::dns::DnsSockets> = config
+        .dns
+        .iter()
+        .flat_map(|d| d.listen.iter().copied())
+        .map(|addr| crate::dns::bind(addr).map_err(|source| CliError::Listen { addr, source }))
+        .collect::<Result<_, _>>()?;
     // `available_parallelism` honours CPU affinity and cgroup quotas, so a server pinned
     // to one core runs one worker.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -37,13 +43,14 @@ pub fn run(config_path: &Path) -> Result<ExitCode, CliError> {
         .enable_all()
         .thread_name("stsedge-worker")
         .build()?;
-    runtime.block_on(serve(config, https, admin_listener))
+    runtime.block_on(serve(config, https, admin_listener, dns))
 }
 
 async fn serve(
     config: ServerConfig,
     https: Vec<std::net::TcpListener>,
     admin_listener: std::net::TcpListener,
+    dns: Vec<crate::dns::DnsSockets>,
 ) -> Result<ExitCode, CliError> {
     // Before anything can tell systemd or a supervisor we exist: a signal that arrives
     // early must be handled, not kill the process with the default action.
@@ -61,7 +68,14 @@ async fn serve(
         .map(|a| a.to_string())
         .collect();
     let admin_addr = admin_listener.local_addr()?;
-    tracing::info!(https = %https_addrs.join(","), admin = %admin_addr, "listening; loading tenants");
+    let dns_addrs: Vec<String> = dns
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let dns_field = (!dns_addrs.is_empty()).then(|| dns_addrs.join(","));
+    let dns_field = dns_field.as_deref().map(tracing::field::display);
+    tracing::info!(https = %https_addrs.join(","), admin = %admin_addr, dns = dns_field, "listening; loading tenants");
 
     let metrics = Arc::new(Metrics::new());
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty(Arc::new(
@@ -98,15 +112,29 @@ async fn serve(
     let tls = server_config(provider, Arc::new(SniResolver::new(snapshot.clone())))?;
     // Limits are fixed for the life of the process (the connection cap sizes a semaphore).
     let limits = snapshot.load().config.limits.clone();
-    let edge = Edge::new(snapshot.clone(), tls, metrics.clone(), limits, stop_rx);
+    let edge = Edge::new(
+        snapshot.clone(),
+        tls,
+        metrics.clone(),
+        limits,
+        stop_rx.clone(),
+    );
     let accept_loops: Vec<_> = https
         .into_iter()
         .map(|l| tokio::spawn(edge.clone().serve(l)))
         .collect();
+    // After the first snapshot: an empty zone would answer NXDOMAIN, and resolvers
+    // cache that. Queries sent meanwhile wait in the socket buffers.
+    let dns_task = if dns.is_empty() {
+        None
+    } else {
+        let handler = crate::dns::DnsHandler::new(snapshot.clone(), metrics.clone());
+        Some(crate::dns::spawn(dns, handler, stop_rx.clone())?)
+    };
 
     let status = status_line(&snapshot.load());
     tracing::info!(
-        https = %https_addrs.join(","), admin = %admin_addr,
+        https = %https_addrs.join(","), admin = %admin_addr, dns = dns_field,
         tenants = snapshot.load().tenant_count(),
         took_ms = started.elapsed().as_millis() as u64,
         "ready; {status}"
@@ -130,6 +158,9 @@ async fn serve(
     let _ = stop_tx.send(true);
     for l in accept_loops {
         let _ = l.await;
+    }
+    if let Some(t) = dns_task {
+        let _ = t.await;
     }
     let left = edge.drain().await;
     if left > 0 {

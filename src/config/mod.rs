@@ -3,9 +3,11 @@
 //! Everything here is pure parsing and validation with errors that carry a file and a
 //! line; nothing here watches files, loads certificates or touches the snapshot.
 
+pub mod decommission;
 mod error;
 mod server;
 mod tenant;
+pub mod write;
 
 pub use error::{ConfigError, Location, ProblemKind, SourceText, resolve_path};
 pub use server::{

@@ -150,9 +150,11 @@ impl Reloader {
         self.sync_watches();
         let Some(next) = next else {
             self.metrics.reload("unchanged");
-            tracing::debug!(trigger, "nothing changed");
+            let took_ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1e3);
             if trigger == "sighup" {
-                tracing::info!(trigger, "reload: nothing changed");
+                tracing::info!(trigger, took_ms, "reload: nothing changed");
+            } else {
+                tracing::debug!(trigger, took_ms, "nothing changed");
             }
             return;
         };
@@ -182,7 +184,7 @@ impl Reloader {
 
     fn until_next_deadline(&self) -> Duration {
         let now = unix_now();
-        match self.snapshot.load().next_cert_deadline(now) {
+        match self.snapshot.load().next_deadline(now) {
             // One second late is fine; early would rebuild for nothing.
             Some(t) => Duration::from_secs((t - now) as u64 + 1),
             None => Duration::from_secs(3600),

@@ -15,13 +15,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::decommission::{Decommission, marker_dir, marker_path, parse_marker};
 use crate::config::{
     CertPaths, ConfigError, Location, ProblemKind, ServerConfig, TENANT_FILE_SUFFIX, TenantSpec,
     domain_of_file, parse_tenant,
 };
 use crate::domain::DomainName;
 use crate::snapshot::{
-    CertStatus, POLICY_HOST_PREFIX, ServiceCert, Snapshot, SnapshotBuilder, Tenant,
+    CertStatus, POLICY_HOST_PREFIX, Phase, ServiceCert, Snapshot, SnapshotBuilder, Tenant,
 };
 use crate::tls::dev::DevCa;
 use crate::tls::{CertOrigin, LoadedCert, check_names, load_pair, unix_now};
@@ -69,6 +70,10 @@ pub struct Sources {
     certs: HashMap<Arc<CertPaths>, CertRecord>,
     cert_users: HashMap<Arc<CertPaths>, Vec<DomainName>>,
     dev_certs: HashMap<DomainName, LoadedCert>,
+    markers: HashMap<DomainName, Decommission>,
+    /// For commands that only look (`check`, `tenant list/show`): never delete or
+    /// create files.
+    read_only: bool,
     board: BTreeMap<ProblemKey, Vec<ConfigError>>,
     watched: HashMap<PathBuf, usize>,
     watch_delta: WatchDelta,
@@ -87,6 +92,8 @@ impl Sources {
             certs: HashMap::new(),
             cert_users: HashMap::new(),
             dev_certs: HashMap::new(),
+            markers: HashMap::new(),
+            read_only: false,
             board: BTreeMap::new(),
             watched: HashMap::new(),
             watch_delta: WatchDelta::default(),
@@ -97,6 +104,32 @@ impl Sources {
             sources.watch(dir);
         }
         sources
+    }
+
+    /// Sources for a command that only looks at the files.
+    pub fn read_only(config: ServerConfig, provider: Arc<CryptoProvider>) -> Sources {
+        let mut sources = Sources::new(config, provider);
+        sources.read_only = true;
+        sources
+    }
+
+    /// A snapshot holding only `domain` (for `tenant show`, without loading every
+    /// other tenant's certificate).
+    pub fn initial_only(&mut self, domain: &DomainName) -> Snapshot {
+        let mut builder = SnapshotBuilder::new(self.config.clone(), 1);
+        let path = self
+            .config
+            .tenants_dir
+            .join(format!("{domain}{TENANT_FILE_SUFFIX}"));
+        let mut domains = self.visit_tenant_files(&[path]);
+        domains.extend(self.visit_markers());
+        let domains: Vec<DomainName> = domains.into_iter().collect();
+        self.prepare_certs(&domains);
+        for d in &domains {
+            self.rebuild(&mut builder, d);
+        }
+        builder.problems(self.problems());
+        builder.build()
     }
 
     pub fn config(&self) -> &Arc<ServerConfig> {
@@ -123,6 +156,11 @@ impl Sources {
             self.config.base_dir.clone(),
             self.config.tenants_dir.clone(),
         ];
+        // Created up front so `tenant rm` on a running server is seen at once.
+        let markers = marker_dir(&self.config.state_dir);
+        if markers.is_dir() || (!self.read_only && std::fs::create_dir_all(&markers).is_ok()) {
+            dirs.push(markers);
+        }
         let acme = self.config.state_dir.join("certs");
         if acme.is_dir() {
             dirs.push(acme);
@@ -199,6 +237,9 @@ impl Sources {
             dirs.insert(path.clone());
         }
         let mut domains = self.visit_tenant_files(&tenant_paths);
+        if dirs.contains(&marker_dir(&self.config.state_dir)) {
+            domains.extend(self.visit_markers());
+        }
         // Certificates in a directory that had events: re-stat them all, since a
         // `..data` or `live/` symlink swap names the link, not the files.
         let in_dirs: Vec<Arc<CertPaths>> = self
@@ -252,14 +293,9 @@ impl Sources {
         let now = unix_now();
         let stale: Vec<DomainName> = current
             .tenants()
-            .filter(|t| match &t.cert {
-                CertStatus::Loaded(c) => !c.is_valid_at(now),
-                CertStatus::Missing(_) => t.cert_paths.as_ref().is_some_and(|p| {
-                    self.certs
-                        .get(p)
-                        .and_then(|r| r.good.as_ref())
-                        .is_some_and(|(c, _)| c.is_valid_at(now))
-                }),
+            .filter(|t| {
+                matches!(t.phase, Phase::Decommissioning { until, .. } if until <= now)
+                    || cert_validity_changed(t, now, &self.certs)
             })
             .map(|t| t.domain.clone())
             .collect();
@@ -314,6 +350,7 @@ impl Sources {
             .collect();
         visit.extend(present.iter().cloned());
         let mut domains = self.visit_tenant_files(&visit);
+        domains.extend(self.visit_markers());
 
         let in_use: Vec<Arc<CertPaths>> = self.certs.keys().cloned().collect();
         for paths in self.visit_certs(in_use) {
@@ -337,14 +374,21 @@ impl Sources {
     /// domains whose tenant may need rebuilding.
     fn visit_tenant_files(&mut self, paths: &[PathBuf]) -> HashSet<DomainName> {
         // A file not seen before is read at once; a known one only if it changed.
-        let stale: Vec<PathBuf> = paths
+        // The stat pass is most of a SIGHUP with nothing changed: spread it over cores.
+        let known: Vec<(&PathBuf, Option<Option<FileIdentity>>)> = paths
             .iter()
             .filter(|p| is_tenant_file_name(p))
-            .filter(|p| match self.files.get(*p) {
-                None => true,
-                Some(f) => f.identity.is_none() || f.identity != FileIdentity::of(p),
-            })
-            .cloned()
+            .map(|p| (p, self.files.get(p).map(|f| f.identity)))
+            .collect();
+        let fresh = par_map(&known, |(p, recorded)| match recorded {
+            None | Some(None) => true,
+            Some(id) => *id != FileIdentity::of(p),
+        });
+        let stale: Vec<PathBuf> = known
+            .iter()
+            .zip(fresh)
+            .filter(|(_, stale)| *stale)
+            .map(|((p, _), _)| (*p).clone())
             .collect();
         let base = self.config.base_dir.clone();
         let parsed = par_map(&stale, |path| read_tenant(path, &base));
@@ -453,11 +497,14 @@ impl Sources {
     /// Re-stats known certificate pairs and reloads those that changed. Returns the
     /// pairs that now load differently.
     fn visit_certs(&mut self, candidates: Vec<Arc<CertPaths>>) -> Vec<Arc<CertPaths>> {
+        let now = par_map(&candidates, |p| {
+            (FileIdentity::of(&p.cert), FileIdentity::of(&p.key))
+        });
         let stale: Vec<(Arc<CertPaths>, CertOrigin)> = candidates
             .into_iter()
-            .filter_map(|p| {
+            .zip(now)
+            .filter_map(|(p, now)| {
                 let record = self.certs.get(&p)?;
-                let now = (FileIdentity::of(&p.cert), FileIdentity::of(&p.key));
                 (now != record.identity).then_some((p, record.origin))
             })
             .collect();
@@ -519,8 +566,83 @@ impl Sources {
         self.set_problems(ProblemKey::TenantCert(domain.clone()), problems);
         let paths = source.map(|(p, _)| p);
         self.set_users(domain, old_paths, paths.clone());
-        let policy = spec.policy.clone();
-        builder.upsert(Arc::new(Tenant::new(spec, policy, cert, paths)));
+        let phase = match self.markers.get(domain) {
+            Some(d) if unix_now() >= d.until => return self.retire(builder, domain),
+            Some(d) => Phase::Decommissioning {
+                since: d.since,
+                until: d.until,
+            },
+            None => Phase::Active,
+        };
+        builder.upsert(Arc::new(Tenant::new(spec, phase, cert, paths)));
+    }
+
+    /// The end of a decommissioning: every sender's cache of the old policy has expired,
+    /// so the tenant goes. The tenant file goes first: if it cannot be deleted the
+    /// marker stays, and the tenant stays unserved rather than coming back.
+    fn retire(&mut self, builder: &mut SnapshotBuilder, domain: &DomainName) {
+        let old_paths = builder
+            .tenant(domain.as_str())
+            .and_then(|t| t.cert_paths.clone());
+        builder.remove(domain.as_str());
+        self.set_users(domain, old_paths, None);
+        self.set_problems(ProblemKey::TenantCert(domain.clone()), Vec::new());
+        if self.read_only {
+            return;
+        }
+        if let Some(path) = self.owner.get(domain).cloned() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(tenant = %domain, file = %path.display(), error = %e,
+                    "decommissioning finished but the tenant file cannot be deleted; delete it by hand");
+                return;
+            }
+            self.owner.remove(domain);
+            self.files.remove(&path);
+        }
+        let marker = marker_path(&self.config.state_dir, domain);
+        if let Err(e) = std::fs::remove_file(&marker)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %marker.display(), error = %e, "cannot delete the decommission marker");
+        }
+        self.markers.remove(domain);
+        tracing::info!(tenant = %domain, "decommissioned: the previous max_age has passed; tenant removed");
+    }
+
+    /// Re-reads the decommission markers. Returns the domains whose marker changed.
+    fn visit_markers(&mut self) -> HashSet<DomainName> {
+        let dir = marker_dir(&self.config.state_dir);
+        let mut now: HashMap<DomainName, Decommission> = HashMap::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Some(Ok(domain)) = domain_of_file(&path) else {
+                continue;
+            };
+            match std::fs::read_to_string(&path).map(|t| parse_marker(&path, &t)) {
+                Ok(Ok(d)) => {
+                    now.insert(domain, d);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(file = %path.display(), "ignoring a bad decommission marker: {}", e.message)
+                }
+                Err(_) => {}
+            }
+        }
+        let mut changed: HashSet<DomainName> = HashSet::new();
+        for (d, m) in &now {
+            if self.markers.get(d) != Some(m) {
+                changed.insert(d.clone());
+            }
+        }
+        changed.extend(
+            self.markers
+                .keys()
+                .filter(|d| !now.contains_key(*d))
+                .cloned(),
+        );
+        self.markers = now;
+        changed.retain(|d| self.owner.contains_key(d));
+        changed
     }
 
     fn cert_status(&self, paths: &CertPaths, host: &str) -> (CertStatus, Vec<ConfigError>) {
@@ -726,6 +848,23 @@ impl Sources {
     }
 }
 
+/// Whether a tenant's certificate crossed a validity boundary since it was built.
+fn cert_validity_changed(
+    t: &Tenant,
+    now: i64,
+    certs: &HashMap<Arc<CertPaths>, CertRecord>,
+) -> bool {
+    match &t.cert {
+        CertStatus::Loaded(c) => !c.is_valid_at(now),
+        CertStatus::Missing(_) => t.cert_paths.as_ref().is_some_and(|p| {
+            certs
+                .get(p)
+                .and_then(|r| r.good.as_ref())
+                .is_some_and(|(c, _)| c.is_valid_at(now))
+        }),
+    }
+}
+
 fn cert_dirs(paths: &CertPaths) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = [&paths.cert, &paths.key]
         .iter()
@@ -783,7 +922,11 @@ fn load_record(paths: &CertPaths, origin: CertOrigin, provider: &CryptoProvider)
         key.as_ref().ok().map(|(_, id)| *id),
     );
     let loaded = match (cert, key) {
-        (Ok((cert, _)), Ok((key, _))) => load_pair(paths, &cert, &key, origin, provider),
+        (Ok((cert, _)), Ok((key, _))) => {
+            // The parsed key lives in aws-lc; the PEM text need not outlive the parse.
+            let key = zeroize::Zeroizing::new(key);
+            load_pair(paths, &cert, &key, origin, provider)
+        }
         (Err(e), _) => Err(ConfigError::io(&paths.cert, &e)),
         (_, Err(e)) => Err(ConfigError::io(&paths.key, &e)),
     };

@@ -9,8 +9,10 @@
 //! Nothing here reads files or takes locks; `SnapshotBuilder` derives the next
 //! generation from the previous one by explicit changes.
 
+mod ancestors;
 mod names;
 
+pub use ancestors::Ancestors;
 pub use names::{NameMap, Named};
 
 use bytes::Bytes;
@@ -34,14 +36,28 @@ pub enum CertStatus {
     Missing(Arc<str>),
 }
 
+/// Where a tenant is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    Active,
+    /// `tenant rm` ran: `mode: none` is served until `until` (Unix seconds), then the
+    /// tenant is removed (RFC 8461 §8.3).
+    Decommissioning {
+        since: i64,
+        until: i64,
+    },
+}
+
 /// One customer domain as served in this generation.
 #[derive(Debug)]
 pub struct Tenant {
     pub domain: DomainName,
     /// What the tenant file says (the last good version of it).
     pub spec: Arc<TenantSpec>,
-    /// The policy actually served.
+    /// The policy actually served: the file's, or `mode: none` while decommissioning.
     pub policy: Policy,
+    pub phase: Phase,
     pub body: Bytes,
     pub id: PolicyId,
     /// `Content-Length` of `body`, rendered once.
@@ -55,10 +71,14 @@ pub struct Tenant {
 impl Tenant {
     pub fn new(
         spec: Arc<TenantSpec>,
-        policy: Policy,
+        phase: Phase,
         cert: CertStatus,
         cert_paths: Option<Arc<CertPaths>>,
     ) -> Tenant {
+        let policy = match phase {
+            Phase::Active => spec.policy.clone(),
+            Phase::Decommissioning { .. } => spec.policy.decommissioned(),
+        };
         let rendered = policy.render();
         Tenant {
             domain: spec.domain.clone(),
@@ -66,6 +86,7 @@ impl Tenant {
             body: rendered.body,
             id: rendered.id,
             policy,
+            phase,
             spec,
             cert,
             cert_paths,
@@ -120,6 +141,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub config: Arc<ServerConfig>,
     tenants: NameMap<Arc<Tenant>>,
+    /// Names that exist only above tenant names (DNS empty non-terminals).
+    ancestors: Ancestors,
     service: Option<ServiceCert>,
     /// Every current problem in the operator's files, sorted by file.
     pub problems: Arc<[ConfigError]>,
@@ -131,6 +154,7 @@ impl Snapshot {
             generation: 0,
             config,
             tenants: NameMap::default(),
+            ancestors: Ancestors::default(),
             service: None,
             problems: Arc::from([]),
         }
@@ -140,6 +164,13 @@ impl Snapshot {
     #[inline]
     pub fn tenant(&self, domain: &str) -> Option<&Arc<Tenant>> {
         self.tenants.get(domain)
+    }
+
+    /// Whether a tenant name lies strictly below `lower` (lowercase, no trailing dot):
+    /// `com` and `example.com` for tenant `shop.example.com`. Never allocates.
+    #[inline]
+    pub fn is_above_tenant(&self, lower: &str) -> bool {
+        self.ancestors.contains(lower)
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
@@ -180,18 +211,26 @@ impl Snapshot {
         }
     }
 
-    /// The earliest moment (Unix seconds) at which a served certificate stops or starts
-    /// being valid, so the reloader can re-evaluate servability then.
-    pub fn next_cert_deadline(&self, now: i64) -> Option<i64> {
-        let tenant_certs = self.tenants.iter().filter_map(|t| match &t.cert {
-            CertStatus::Loaded(c) => Some(c),
-            CertStatus::Missing(_) => None,
+    /// The earliest moment (Unix seconds) at which something changes by itself: a
+    /// served certificate stops or starts being valid, or a decommissioning ends. The
+    /// reloader re-evaluates the tenants then.
+    pub fn next_deadline(&self, now: i64) -> Option<i64> {
+        let tenant_times = self.tenants.iter().flat_map(|t| {
+            let cert = match &t.cert {
+                CertStatus::Loaded(c) => [Some(c.not_before), Some(c.not_after)],
+                CertStatus::Missing(_) => [None, None],
+            };
+            let phase = match t.phase {
+                Phase::Decommissioning { until, .. } => Some(until),
+                Phase::Active => None,
+            };
+            cert.into_iter().chain([phase]).flatten()
         });
-        tenant_certs
-            .chain(self.service.iter().map(|s| &s.cert))
-            .flat_map(|c| [c.not_before, c.not_after])
-            .filter(|t| *t > now)
-            .min()
+        let service_times = self
+            .service
+            .iter()
+            .flat_map(|s| [s.cert.not_before, s.cert.not_after]);
+        tenant_times.chain(service_times).filter(|t| *t > now).min()
     }
 
     pub fn to_builder(&self) -> SnapshotBuilder {
@@ -199,6 +238,7 @@ impl Snapshot {
             generation: self.generation + 1,
             config: self.config.clone(),
             tenants: self.tenants.clone(),
+            ancestors: self.ancestors.clone(),
             service: self.service.clone(),
             problems: self.problems.clone(),
         }
@@ -210,6 +250,7 @@ pub struct SnapshotBuilder {
     generation: u64,
     config: Arc<ServerConfig>,
     tenants: NameMap<Arc<Tenant>>,
+    ancestors: Ancestors,
     service: Option<ServiceCert>,
     problems: Arc<[ConfigError]>,
 }
@@ -220,6 +261,7 @@ impl SnapshotBuilder {
             generation: 1,
             config,
             tenants: NameMap::with_capacity(capacity),
+            ancestors: Ancestors::default(),
             service: None,
             problems: Arc::from([]),
         }
@@ -231,12 +273,17 @@ impl SnapshotBuilder {
     }
 
     pub fn upsert(&mut self, tenant: Arc<Tenant>) -> &mut Self {
-        self.tenants.insert(tenant);
+        let domain = tenant.domain.clone();
+        if self.tenants.insert(tenant).is_none() {
+            self.ancestors.add(&domain);
+        }
         self
     }
 
     pub fn remove(&mut self, domain: &str) -> &mut Self {
-        self.tenants.remove(domain);
+        if let Some(gone) = self.tenants.remove(domain) {
+            self.ancestors.remove(&gone.domain);
+        }
         self
     }
 
@@ -263,6 +310,7 @@ impl SnapshotBuilder {
             generation: self.generation,
             config: self.config,
             tenants: self.tenants,
+            ancestors: self.ancestors,
             service: self.service,
             problems: self.problems,
         }

@@ -91,6 +91,20 @@ pub async fn connect(
         .await
 }
 
+/// Whether a handshake for `sni` is refused with `unrecognized_name` (the name is not
+/// served).
+pub async fn refused(addr: SocketAddr, sni: &str, config: Arc<rustls::ClientConfig>) -> bool {
+    match connect(addr, sni, config).await {
+        Ok(_) => false,
+        Err(e) => {
+            tls_error(&e)
+                == Some(&rustls::Error::AlertReceived(
+                    rustls::AlertDescription::UnrecognisedName,
+                ))
+        }
+    }
+}
+
 /// One request on a fresh connection.
 pub async fn fetch(
     addr: SocketAddr,

@@ -160,6 +160,8 @@ pub struct Server {
     child: Child,
     pub https: SocketAddr,
     pub admin: SocketAddr,
+    /// The first DNS address (UDP and TCP), when `[dns]` is configured.
+    pub dns: Option<SocketAddr>,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
@@ -188,6 +190,7 @@ impl Server {
             child,
             https: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
+            dns: None,
             log,
         };
         let ready = server.wait_log("ready;");
@@ -198,6 +201,14 @@ impl Server {
             .parse()
             .unwrap();
         server.admin = field(&ready, "admin").parse().unwrap();
+        server.dns = ready.contains(" dns=").then(|| {
+            field(&ready, "dns")
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        });
         server
     }
 

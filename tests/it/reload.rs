@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::common::client::{client_config, connect, tls_error};
+use crate::common::client::{client_config, refused};
 use crate::common::{Fixture, Request, eventually, fetch, policy_text, write_atomic};
 
 const SNI: &str = "mta-sts.example.com";
@@ -147,12 +147,9 @@ async fn tenants_come_and_go_with_their_files() {
 
     std::fs::remove_file(f.tenant_path("example.com")).unwrap();
     eventually("the deleted tenant to be refused", || async {
-        let err = connect(server.https, SNI, config.clone()).await.err()?;
-        (tls_error(&err)
-            == Some(&rustls::Error::AlertReceived(
-                rustls::AlertDescription::UnrecognisedName,
-            )))
-        .then_some(())
+        refused(server.https, SNI, config.clone())
+            .await
+            .then_some(())
     })
     .await;
     let (status, _) = server.admin_get("/api/tenants/example.com").await;

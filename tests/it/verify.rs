@@ -203,9 +203,17 @@ async fn dns_server(s: &Scenario, current_id: &str) -> (DnsServer<Catalog>, Sock
         vec![zone("mx.example.net", provider)],
     );
 
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    // UDP picks a free port; TCP takes the same one, unless another test holds it.
+    let (udp, tcp, addr) = 'bind: {
+        for _ in 0..50 {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+                break 'bind (udp, tcp, addr);
+            }
+        }
+        panic!("no port free for both UDP and TCP");
+    };
     let mut server = DnsServer::new(catalog);
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 4096);
