@@ -23,8 +23,19 @@ pub enum TenantCommand {
     Add {
         domain: String,
         /// An MX host name or `*.` pattern; repeat for each.
-        #[arg(long = "mx", value_name = "PAT", required = true)]
+        #[arg(
+            long = "mx",
+            value_name = "PAT",
+            required_unless_present = "mx_from_dns",
+            conflicts_with = "mx_from_dns"
+        )]
         mx: Vec<String>,
+        /// Take the patterns from the domain's MX records: one provider wildcard when
+        /// every MX shares it (`*.mail.protection.outlook.com`), else the hosts.
+        #[arg(long)]
+        mx_from_dns: bool,
+        #[command(flatten)]
+        net: super::NetArgs,
         #[command(flatten)]
         policy: PolicyArgs,
         #[arg(long)]
@@ -83,9 +94,18 @@ pub fn run(config_path: &Path, command: TenantCommand) -> Result<ExitCode, CliEr
         TenantCommand::Add {
             domain,
             mx,
+            mx_from_dns,
+            net,
             policy,
             json,
-        } => add(&config, &domain, &mx, &policy, json),
+        } => {
+            let mx = if mx_from_dns {
+                mx_from_dns_records(&domain, &net)?
+            } else {
+                mx
+            };
+            add(&config, &domain, &mx, &policy, json)
+        }
         TenantCommand::Set {
             domain,
             mx,
@@ -137,6 +157,23 @@ fn commit(config: &ServerConfig, domain: &DomainName, text: &str) -> Result<Path
     write_atomic(&path, text.as_bytes())
         .map_err(|e| CliError::Config(vec![ConfigError::io(&path, &e)]))?;
     Ok(path)
+}
+
+/// The `mx` patterns the domain's MX records call for.
+fn mx_from_dns_records(input: &str, net: &super::NetArgs) -> Result<Vec<String>, CliError> {
+    let domain = domain(input)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let patterns = runtime.block_on(async {
+        let resolver =
+            crate::verify::resolver(net.resolver).map_err(|e| CliError::Usage(e.to_string()))?;
+        crate::verify::mx_patterns_from_dns(&domain, &resolver)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))
+    })?;
+    eprintln!("{domain}: mx from DNS: {}", patterns.join(", "));
+    Ok(patterns)
 }
 
 fn add(

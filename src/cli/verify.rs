@@ -50,7 +50,7 @@ pub fn run(config_path: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
     let helo = helo_name(&config);
     let dns = config.dns.clone();
     let tenants_dir = config.tenants_dir.clone();
-    let snapshot = Sources::new(config, crate::tls::provider()).initial();
+    let snapshot = Sources::read_only(config, crate::tls::provider()).initial_only(&domain);
     let tenant = snapshot
         .tenant(domain.as_str())
         .ok_or_else(|| VerifyError::UnknownTenant {

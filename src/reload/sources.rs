@@ -688,7 +688,8 @@ impl Sources {
             }
             return match ca.issue(host, &self.provider) {
                 Ok(c) => {
-                    tracing::warn!(tenant = %domain, "serving a development certificate; NOT FOR PRODUCTION");
+                    // One warning at start-up says dev mode is on; one line per tenant would flood.
+                    tracing::debug!(tenant = %domain, "serving a development certificate");
                     self.dev_certs.insert(domain.clone(), c.clone());
                     (CertStatus::Loaded(c), Vec::new())
                 }

@@ -552,3 +552,38 @@ fn mx_patterns_from_dns_suggests_the_provider_wildcard_or_exact_hosts() {
         "{err}"
     );
 }
+
+#[test]
+fn tenant_add_takes_the_mx_patterns_from_dns() {
+    let world = World::start(&Scenario {
+        mx: vec!["a.mx.example.net", "b.mx.example.net"],
+        ..good()
+    });
+    let resolver = world.dns_addr.to_string();
+    std::fs::remove_file(world.fixture.tenant_path(DOMAIN)).unwrap();
+    let out = world.fixture.stsedge(&[
+        "tenant",
+        "add",
+        DOMAIN,
+        "--mx-from-dns",
+        "--resolver",
+        &resolver,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(world.fixture.tenant_path(DOMAIN)).unwrap();
+    assert!(text.contains("mx = [\"*.mx.example.net\"]"), "{text}");
+    let out = world.fixture.stsedge(&[
+        "tenant",
+        "add",
+        "nomail.example.com",
+        "--mx-from-dns",
+        "--resolver",
+        &resolver,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no MX records"));
+}
