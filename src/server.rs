@@ -35,6 +35,8 @@ pub struct Edge {
     pub limits: Limits,
     permits: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
+    /// True while the first load from the files is still going on.
+    loading: watch::Receiver<bool>,
 }
 
 /// Concurrent HTTP/2 streams per connection: a policy fetch needs one.
@@ -51,8 +53,10 @@ impl Edge {
         metrics: Arc<Metrics>,
         limits: Limits,
         shutdown: watch::Receiver<bool>,
+        loading: watch::Receiver<bool>,
     ) -> Arc<Edge> {
         Arc::new(Edge {
+            loading,
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             snapshot,
             tls,
@@ -208,16 +212,24 @@ impl Edge {
                 }
             }
         };
-        let known = match accepted.client_hello().server_name() {
+        // The common case allocates nothing; only a name not (yet) known is copied, to
+        // wait for the end of the first load with it.
+        let unknown = match accepted.client_hello().server_name() {
+            None => None,
+            Some(n) if self.snapshot.load().certificate_for(n).is_some() => Some(None),
+            Some(n) => Some(Some(n.to_owned())),
+        };
+        let known = match unknown {
             None => {
                 self.metrics.handshakes.no_sni.inc();
                 false
             }
-            Some(name) if self.snapshot.load().certificate_for(name).is_none() => {
+            Some(None) => true,
+            Some(Some(name)) if self.serves_after_load(&name).await => true,
+            Some(Some(_)) => {
                 self.metrics.handshakes.unknown_sni.inc();
                 false
             }
-            Some(_) => true,
         };
         if !known {
             let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
@@ -231,6 +243,21 @@ impl Edge {
                 self.metrics.handshakes.failed.inc();
                 HandshakeError::Io(e)
             })
+    }
+}
+
+impl Edge {
+    /// Whether `name` has a certificate. While the first load is still going on, a name
+    /// not loaded yet waits for the end of the load (bounded by the handshake timeout)
+    /// rather than being refused: it is probably a tenant in a later chunk.
+    async fn serves_after_load(&self, name: &str) -> bool {
+        let mut loading = self.loading.clone();
+        while *loading.borrow_and_update() {
+            if loading.changed().await.is_err() {
+                break;
+            }
+        }
+        self.snapshot.load().certificate_for(name).is_some()
     }
 }
 

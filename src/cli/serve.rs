@@ -91,11 +91,42 @@ async fn serve(
 
     let started = std::time::Instant::now();
     let provider = provider();
+    // HTTPS serves from the first partial snapshot on; a name not loaded yet waits for
+    // the end of the load instead of being refused.
+    let (loading_tx, loading_rx) = tokio::sync::watch::channel(true);
+    let tls = server_config(
+        provider.clone(),
+        Arc::new(SniResolver::new(snapshot.clone())),
+    )?;
+    // Limits are fixed for the life of the process (the connection cap sizes a semaphore).
+    let edge = Edge::new(
+        snapshot.clone(),
+        tls,
+        metrics.clone(),
+        config.limits.clone(),
+        stop_rx.clone(),
+        loading_rx,
+    );
+    let accept_loops: Vec<_> = https
+        .into_iter()
+        .map(|l| tokio::spawn(edge.clone().serve(l)))
+        .collect();
     let (sources, first) = {
-        let provider = provider.clone();
+        let shared = snapshot.clone();
         tokio::task::spawn_blocking(move || {
             let mut sources = Sources::new(config, provider);
-            let first = sources.initial();
+            let mut first_partial = true;
+            let first = sources.initial_progressive(&mut |partial| {
+                if first_partial {
+                    tracing::info!(
+                        tenants = partial.tenant_count(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "serving while loading the rest"
+                    );
+                    first_partial = false;
+                }
+                shared.store(Arc::new(partial));
+            });
             (sources, first)
         })
         .await
@@ -103,26 +134,12 @@ async fn serve(
     };
     metrics.published(&first);
     snapshot.store(Arc::new(first));
+    let _ = loading_tx.send(false);
     admin.ready.store(true, Ordering::Release);
 
     let (tx, rx) = std::sync::mpsc::channel();
     let reloader =
         Reloader::new(sources, snapshot.clone(), metrics.clone(), tx.clone(), rx).spawn();
-
-    let tls = server_config(provider, Arc::new(SniResolver::new(snapshot.clone())))?;
-    // Limits are fixed for the life of the process (the connection cap sizes a semaphore).
-    let limits = snapshot.load().config.limits.clone();
-    let edge = Edge::new(
-        snapshot.clone(),
-        tls,
-        metrics.clone(),
-        limits,
-        stop_rx.clone(),
-    );
-    let accept_loops: Vec<_> = https
-        .into_iter()
-        .map(|l| tokio::spawn(edge.clone().serve(l)))
-        .collect();
     // After the first snapshot: an empty zone would answer NXDOMAIN, and resolvers
     // cache that. Queries sent meanwhile wait in the socket buffers.
     let dns_task = if dns.is_empty() {

@@ -305,6 +305,19 @@ impl SnapshotBuilder {
         self
     }
 
+    /// The snapshot this builder would make now, leaving the builder as it is (for
+    /// publishing while a long load goes on).
+    pub fn peek(&self) -> Snapshot {
+        Snapshot {
+            generation: self.generation,
+            config: self.config.clone(),
+            tenants: self.tenants.clone(),
+            ancestors: self.ancestors.clone(),
+            service: self.service.clone(),
+            problems: self.problems.clone(),
+        }
+    }
+
     pub fn build(self) -> Snapshot {
         Snapshot {
             generation: self.generation,

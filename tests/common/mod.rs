@@ -167,6 +167,40 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path) -> Server {
+        let mut server = Self::spawn(config);
+        server.wait_for_ready();
+        server
+    }
+
+    /// Starts without waiting for the `ready;` line (for tests of the start-up itself).
+    pub fn start_quiet(config: &Path) -> Server {
+        let mut server = Self::spawn(config);
+        let listening = server.wait_log("listening");
+        server.https = field(&listening, "https")
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        server.admin = field(&listening, "admin").parse().unwrap();
+        server
+    }
+
+    fn wait_for_ready(&mut self) {
+        let ready = self.wait_log("ready;");
+        self.https = field(&ready, "https")
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.admin = field(&ready, "admin").parse().unwrap();
+        if let Some(dns) = ready.contains(" dns=").then(|| field(&ready, "dns")) {
+            self.dns = Some(dns.split(',').next().unwrap().parse().unwrap());
+        }
+    }
+
+    fn spawn(config: &Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stsedge"))
             .args(["serve", "--config"])
             .arg(config)
@@ -186,30 +220,13 @@ impl Server {
                 cv.notify_all();
             }
         });
-        let mut server = Server {
+        Server {
             child,
             https: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
             dns: None,
             log,
-        };
-        let ready = server.wait_log("ready;");
-        server.https = field(&ready, "https")
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        server.admin = field(&ready, "admin").parse().unwrap();
-        server.dns = ready.contains(" dns=").then(|| {
-            field(&ready, "dns")
-                .split(',')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        });
-        server
+        }
     }
 
     /// Waits for a log line containing `needle` (an event, not a sleep).

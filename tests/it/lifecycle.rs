@@ -90,3 +90,34 @@ async fn the_repository_dev_config_serves_its_example_tenants() {
         assert!(r.text().starts_with("version: STSv1\r\n"));
     }
 }
+
+/// A large edge serves its first tenants while the rest load, and a tenant that is not
+/// loaded yet waits for the load instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_start_serves_while_loading_and_refuses_no_tenant() {
+    const TENANTS: usize = 1500;
+    let f = Fixture::new();
+    for i in 0..TENANTS {
+        f.add_tenant(&format!("t{i:05}.example"), "mx = [\"mail.example.net\"]");
+    }
+    let server = Server::start_quiet(&f.config_path());
+    let serving = server.wait_log("serving while loading");
+    assert!(serving.contains("tenants=1024"), "{serving}");
+    let mut fetches = Vec::new();
+    for i in (0..TENANTS).step_by(97) {
+        let (roots, addr) = (f.ca.roots(), server.https);
+        fetches.push(tokio::spawn(async move {
+            let sni = format!("mta-sts.t{i:05}.example");
+            fetch(addr, roots, Request::get(&sni))
+                .await
+                .map(|r| r.status)
+        }));
+    }
+    for (n, fetch) in fetches.into_iter().enumerate() {
+        assert_eq!(fetch.await.unwrap().unwrap(), 200, "fetch {n}");
+    }
+    let ready = server.wait_log("ready;");
+    assert!(ready.contains(&format!("tenants={TENANTS}")), "{ready}");
+    let config = client_config(f.ca.roots(), false, false);
+    assert!(crate::common::client::refused(server.https, "mta-sts.unknown.example", config).await);
+}
