@@ -152,7 +152,10 @@ impl Edge {
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(self.limits.header_timeout)
-                .max_buf_size(self.limits.max_header_bytes);
+                .max_buf_size(self.limits.max_header_bytes)
+                // One buffer per response: with vectored writes tokio-rustls seals the
+                // head and the body as two TLS records.
+                .writev(false);
             self.drive(builder.serve_connection(io, service)).await
         };
         if let Err(e) = result {
