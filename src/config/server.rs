@@ -179,8 +179,11 @@ pub struct TlsRptConfig {
 impl ServerConfig {
     /// Reads and validates `path`, reporting every problem found.
     pub fn load(path: &Path) -> Result<ServerConfig, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(path).map_err(|e| vec![ConfigError::io(path, &e)])?;
-        Self::parse(path, &text)
+        // Absolute, so every path derived from it compares equal to the absolute paths
+        // file-system events carry (a relative `--config` once made edits go unseen).
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let text = std::fs::read_to_string(&path).map_err(|e| vec![ConfigError::io(&path, &e)])?;
+        Self::parse(&path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<ServerConfig, Vec<ConfigError>> {

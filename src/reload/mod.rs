@@ -75,6 +75,7 @@ impl Reloader {
         // initial load and now is caught by one rescan.
         self.sync_watches();
         self.publish("watching", |s, cur| s.rescan(cur));
+        tracing::info!(dirs = self.watcher.watching(), "watching for changes");
         loop {
             let timeout = self.until_next_deadline();
             let first = match self.rx.recv_timeout(timeout) {

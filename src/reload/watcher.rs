@@ -11,6 +11,7 @@ use super::Trigger;
 pub struct DirWatcher {
     inner: Option<RecommendedWatcher>,
     failed: usize,
+    watching: usize,
 }
 
 impl DirWatcher {
@@ -31,12 +32,14 @@ impl DirWatcher {
             Ok(w) => DirWatcher {
                 inner: Some(w),
                 failed: 0,
+                watching: 0,
             },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch files; changes apply on SIGHUP only");
                 DirWatcher {
                     inner: None,
                     failed: 0,
+                    watching: 0,
                 }
             }
         }
@@ -44,22 +47,34 @@ impl DirWatcher {
 
     pub fn watch(&mut self, dir: &Path) {
         let Some(w) = &mut self.inner else { return };
-        if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
-            self.failed += 1;
-            // Past the inotify limit every further watch fails too: say it once.
-            if self.failed == 1 {
-                tracing::warn!(
-                    dir = %dir.display(), error = %e,
-                    "cannot watch a directory; changes there apply on SIGHUP (raise fs.inotify.max_user_watches if this is the limit)"
-                );
-            }
+        match w.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => self.watching += 1,
+            Err(e) => self.watch_failed(dir, &e),
+        }
+    }
+
+    fn watch_failed(&mut self, dir: &Path, e: &notify::Error) {
+        self.failed += 1;
+        // Past the inotify limit every further watch fails too: say it once.
+        if self.failed == 1 {
+            tracing::warn!(
+                dir = %dir.display(), error = %e,
+                "cannot watch a directory; changes there apply on SIGHUP (raise fs.inotify.max_user_watches if this is the limit)"
+            );
         }
     }
 
     pub fn unwatch(&mut self, dir: &Path) {
-        if let Some(w) = &mut self.inner {
-            let _ = w.unwatch(dir);
+        if let Some(w) = &mut self.inner
+            && w.unwatch(dir).is_ok()
+        {
+            self.watching -= 1;
         }
+    }
+
+    /// Directories being watched now.
+    pub fn watching(&self) -> usize {
+        self.watching
     }
 
     pub fn apply(&mut self, add: &[PathBuf], remove: &[PathBuf]) {

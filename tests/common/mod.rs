@@ -201,7 +201,19 @@ impl Server {
     }
 
     fn spawn(config: &Path) -> Server {
+        Self::spawn_in(config.parent().unwrap(), config)
+    }
+
+    /// Starts with `--config` relative to `cwd` when `config` is relative.
+    pub fn start_in(cwd: &Path, config: &Path) -> Server {
+        let mut server = Self::spawn_in(cwd, config);
+        server.wait_for_ready();
+        server
+    }
+
+    fn spawn_in(cwd: &Path, config: &Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stsedge"))
+            .current_dir(cwd)
             .args(["serve", "--config"])
             .arg(config)
             .env("STSEDGE_LOG", "info")

@@ -345,3 +345,31 @@ async fn a_reload_storm_under_load_never_fails_or_mixes_versions() {
         .unwrap();
     assert!(applied >= u64::from(SWAPS), "{applied} swaps published");
 }
+
+/// Regression: with a relative `--config`, the tenants directory was relative while
+/// file events carry absolute paths, so every edit went unseen until SIGHUP.
+#[tokio::test]
+async fn edits_are_seen_when_the_config_path_is_relative() {
+    let f = Fixture::new();
+    let cert = f.issue_cert("example.com");
+    write_atomic(
+        &f.tenant_path("example.com"),
+        &format!("mx = [\"mail.example.com\"]\n{cert}"),
+    );
+    // Several components, like `--config etc/stsedge.toml` run from a checkout.
+    let (parent, name) = (f.path().parent().unwrap(), f.path().file_name().unwrap());
+    let relative = std::path::Path::new(name).join("stsedge.toml");
+    let server = crate::common::Server::start_in(parent, &relative);
+    // After the watches are set and the catch-up rescan is done: only an event can
+    // bring the edit in now.
+    server.wait_log("watching for changes");
+    write_atomic(
+        &f.tenant_path("example.com"),
+        &format!("mode = \"enforce\"\nmx = [\"mail.example.com\"]\n{cert}"),
+    );
+    let want = policy_text("enforce", &["mail.example.com"], 604800);
+    eventually("the edit, without SIGHUP", || async {
+        (body_now(&f, &server).await? == want).then_some(())
+    })
+    .await;
+}
