@@ -240,8 +240,11 @@ impl Sources {
         let mut dirs = HashSet::new();
         for path in paths {
             if path.parent() == Some(self.config.tenants_dir.as_path()) {
+                // A tenant file: no certificate lives here, so no certificate scan.
                 tenant_paths.push(path.clone());
-            } else if let Some(dir) = path.parent() {
+                continue;
+            }
+            if let Some(dir) = path.parent() {
                 dirs.insert(dir.to_path_buf());
             }
             dirs.insert(path.clone());
@@ -252,16 +255,19 @@ impl Sources {
         }
         // Certificates in a directory that had events: re-stat them all, since a
         // `..data` or `live/` symlink swap names the link, not the files.
-        let in_dirs: Vec<Arc<CertPaths>> = self
-            .certs
-            .keys()
-            .filter(|p| {
-                [&p.cert, &p.key]
-                    .iter()
-                    .any(|f| f.parent().is_some_and(|d| dirs.contains(d)))
-            })
-            .cloned()
-            .collect();
+        let in_dirs: Vec<Arc<CertPaths>> = if dirs.is_empty() {
+            Vec::new()
+        } else {
+            self.certs
+                .keys()
+                .filter(|p| {
+                    [&p.cert, &p.key]
+                        .iter()
+                        .any(|f| f.parent().is_some_and(|d| dirs.contains(d)))
+                })
+                .cloned()
+                .collect()
+        };
         for paths in self.visit_certs(in_dirs) {
             domains.extend(self.cert_users.get(&paths).into_iter().flatten().cloned());
             changed |= self.config.https.service_cert.as_ref() == Some(&paths);
