@@ -58,11 +58,12 @@ pub enum CliError {
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Config(Vec<ConfigError>),
     #[error(
-        "cannot listen on {addr} ({source}); free the port, or give the service CAP_NET_BIND_SERVICE for ports below 1024"
+        "cannot listen on {addr} ({error}); free the port, or give the service CAP_NET_BIND_SERVICE for ports below 1024"
     )]
     Listen {
         addr: SocketAddr,
-        source: std::io::Error,
+        // Not `source`: the message already says it, and main prints the source chain.
+        error: std::io::Error,
     },
     /// A wrong argument or a state the command cannot act on; the message says what to do.
     #[error("{0}")]

@@ -20,7 +20,12 @@ use crate::tls::{SniResolver, provider, server_config};
 
 pub fn run(config_path: &Path) -> Result<ExitCode, CliError> {
     let config = ServerConfig::load(config_path).map_err(CliError::Config)?;
-    let listen = |addr| bind(addr).map_err(|source| CliError::Listen { addr, source });
+    let listen = |addr| {
+        bind(addr).map_err(|source| CliError::Listen {
+            addr,
+            error: source,
+        })
+    };
     let https: Vec<std::net::TcpListener> = config
         .https
         .listen
@@ -33,7 +38,12 @@ pub fn run(config_path: &Path) -> Result<ExitCode, CliError> {
         .dns
         .iter()
         .flat_map(|d| d.listen.iter().copied())
-        .map(|addr| crate::dns::bind(addr).map_err(|source| CliError::Listen { addr, source }))
+        .map(|addr| {
+            crate::dns::bind(addr).map_err(|source| CliError::Listen {
+                addr,
+                error: source,
+            })
+        })
         .collect::<Result<_, _>>()?;
     // `available_parallelism` honours CPU affinity and cgroup quotas, so a server pinned
     // to one core runs one worker.

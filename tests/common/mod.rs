@@ -176,25 +176,24 @@ impl Server {
     pub fn start_quiet(config: &Path) -> Server {
         let mut server = Self::spawn(config);
         let listening = server.wait_log("listening");
-        server.https = field(&listening, "https")
+        server.take_addresses(&listening);
+        server
+    }
+
+    /// The `https=` and `admin=` addresses of a `listening` or `ready;` line.
+    fn take_addresses(&mut self, line: &str) {
+        self.https = field(line, "https")
             .split(',')
             .next()
             .unwrap()
             .parse()
             .unwrap();
-        server.admin = field(&listening, "admin").parse().unwrap();
-        server
+        self.admin = field(line, "admin").parse().unwrap();
     }
 
     fn wait_for_ready(&mut self) {
         let ready = self.wait_log("ready;");
-        self.https = field(&ready, "https")
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        self.admin = field(&ready, "admin").parse().unwrap();
+        self.take_addresses(&ready);
         if let Some(dns) = ready.contains(" dns=").then(|| field(&ready, "dns")) {
             self.dns = Some(dns.split(',').next().unwrap().parse().unwrap());
         }
