@@ -228,6 +228,14 @@ impl Sources {
                 self.set_problems(ProblemKey::Config, errors);
             }
         }
+        // A directory replaced by rename (a deploy of a whole new tenants/) keeps the
+        // old inode's watch: renew the watches on the fixed directories.
+        for dir in self.fixed_watch_dirs() {
+            if self.watched.contains_key(&dir) {
+                self.watch_delta.remove.push(dir.clone());
+                self.watch_delta.add.push(dir);
+            }
+        }
         self.scan(builder, config_changed, None)
     }
 

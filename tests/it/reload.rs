@@ -373,3 +373,33 @@ async fn edits_are_seen_when_the_config_path_is_relative() {
     })
     .await;
 }
+
+/// Regression: a tenants directory replaced by rename (a deploy) kept the watch on the
+/// old directory, so later edits were missed; SIGHUP now renews the watches.
+#[tokio::test]
+async fn a_replaced_tenants_directory_is_watched_again_after_sighup() {
+    let f = Fixture::new();
+    let cert = f.issue_cert("example.com");
+    let tenant = |mode: &str| format!("mode = \"{mode}\"\nmx = [\"mail.example.com\"]\n{cert}");
+    write_atomic(&f.tenant_path("example.com"), &tenant("testing"));
+    let server = f.start();
+    server.wait_log("watching for changes");
+    let staged = f.path().join("tenants.new");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::write(staged.join("example.com.toml"), tenant("enforce")).unwrap();
+    std::fs::rename(f.path().join("tenants"), f.path().join("tenants.old")).unwrap();
+    std::fs::rename(&staged, f.path().join("tenants")).unwrap();
+    server.signal(libc::SIGHUP);
+    let want = policy_text("enforce", &["mail.example.com"], 604800);
+    eventually("the deployed directory", || async {
+        (body_now(&f, &server).await? == want).then_some(())
+    })
+    .await;
+    // An edit in the new directory, without SIGHUP.
+    write_atomic(&f.tenant_path("example.com"), &tenant("none"));
+    let want = policy_text("none", &["mail.example.com"], 604800);
+    eventually("the edit in the new directory", || async {
+        (body_now(&f, &server).await? == want).then_some(())
+    })
+    .await;
+}
