@@ -11,7 +11,12 @@
 //! It runs on the reloader thread only; nothing here is reachable from a request.
 
 use rustls::crypto::CryptoProvider;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+/// Maps and sets keyed by long absolute paths and names, hashed with foldhash: a rescan
+/// does tens of thousands of lookups, and nothing here is keyed by client input.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -82,6 +87,8 @@ pub struct Sources {
     watch_delta: WatchDelta,
     /// The board changed since the last snapshot was built from it.
     board_changed: bool,
+    /// (device, inode) of each fixed watched directory when its watch was set.
+    fixed_inodes: HashMap<PathBuf, Option<(u64, u64)>>,
 }
 
 impl Sources {
@@ -90,20 +97,22 @@ impl Sources {
             config: Arc::new(config),
             provider,
             dev_ca: None,
-            files: HashMap::new(),
-            owner: HashMap::new(),
-            certs: HashMap::new(),
-            cert_users: HashMap::new(),
-            dev_certs: HashMap::new(),
-            markers: HashMap::new(),
+            files: HashMap::default(),
+            owner: HashMap::default(),
+            certs: HashMap::default(),
+            cert_users: HashMap::default(),
+            dev_certs: HashMap::default(),
+            markers: HashMap::default(),
             read_only: false,
             board: BTreeMap::new(),
-            watched: HashMap::new(),
+            watched: HashMap::default(),
             watch_delta: WatchDelta::default(),
             board_changed: false,
+            fixed_inodes: HashMap::default(),
         };
         sources.open_dev_ca();
         for dir in sources.fixed_watch_dirs() {
+            sources.fixed_inodes.insert(dir.clone(), dir_inode(&dir));
             sources.watch(dir);
         }
         sources
@@ -229,12 +238,15 @@ impl Sources {
             }
         }
         // A directory replaced by rename (a deploy of a whole new tenants/) keeps the
-        // old inode's watch: renew the watches on the fixed directories.
+        // watch on the old inode: renew the watch of a fixed directory whose inode
+        // changed. Only then: renewing drops the events queued for the old watch.
         for dir in self.fixed_watch_dirs() {
-            if self.watched.contains_key(&dir) {
+            let now = dir_inode(&dir);
+            if self.watched.contains_key(&dir) && self.fixed_inodes.get(&dir) != Some(&now) {
                 self.watch_delta.remove.push(dir.clone());
-                self.watch_delta.add.push(dir);
+                self.watch_delta.add.push(dir.clone());
             }
+            self.fixed_inodes.insert(dir, now);
         }
         self.scan(builder, config_changed, None)
     }
@@ -245,7 +257,7 @@ impl Sources {
         let mut builder = current.to_builder();
         let mut changed = false;
         let mut tenant_paths = Vec::new();
-        let mut dirs = HashSet::new();
+        let mut dirs = HashSet::default();
         for path in paths {
             if path.parent() == Some(self.config.tenants_dir.as_path()) {
                 // A tenant file: no certificate lives here, so no certificate scan.
@@ -437,7 +449,7 @@ impl Sources {
             .collect();
         let base = self.config.base_dir.clone();
         let parsed = par_map(&stale, |path| read_tenant(path, &base));
-        let mut domains = HashSet::new();
+        let mut domains = HashSet::default();
         for (path, (outcome, identity)) in stale.into_iter().zip(parsed) {
             let outcome = match outcome {
                 TenantRead::Gone => {
@@ -657,7 +669,7 @@ impl Sources {
     /// Re-reads the decommission markers. Returns the domains whose marker changed.
     fn visit_markers(&mut self) -> HashSet<DomainName> {
         let dir = marker_dir(&self.config.state_dir);
-        let mut now: HashMap<DomainName, Decommission> = HashMap::new();
+        let mut now: HashMap<DomainName, Decommission> = HashMap::default();
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
             let Some(Ok(domain)) = domain_of_file(&path) else {
@@ -673,7 +685,7 @@ impl Sources {
                 Err(_) => {}
             }
         }
-        let mut changed: HashSet<DomainName> = HashSet::new();
+        let mut changed: HashSet<DomainName> = HashSet::default();
         for (d, m) in &now {
             if self.markers.get(d) != Some(m) {
                 changed.insert(d.clone());
@@ -918,6 +930,11 @@ fn cert_dirs(paths: &CertPaths) -> Vec<PathBuf> {
         .collect();
     dirs.dedup();
     dirs
+}
+
+fn dir_inode(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn is_tenant_file_name(path: &Path) -> bool {
