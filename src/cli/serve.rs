@@ -48,11 +48,16 @@ pub fn run(config_path: &Path) -> Result<ExitCode, CliError> {
     // `available_parallelism` honours CPU affinity and cgroup quotas, so a server pinned
     // to one core runs one worker.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .thread_name("stsedge-worker")
-        .build()?;
+    // One core: a current-thread runtime, without the work-stealing machinery a single
+    // worker cannot use.
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let runtime = builder.enable_all().thread_name("stsedge-worker").build()?;
     runtime.block_on(serve(config, https, admin_listener, dns))
 }
 
