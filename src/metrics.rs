@@ -186,7 +186,7 @@ impl Metrics {
 
     /// Updates the gauges that describe the published snapshot.
     pub fn published(&self, snapshot: &Snapshot) {
-        let servable = snapshot.tenants().filter(|t| t.servable().is_ok()).count();
+        let servable = snapshot.servable_count();
         self.generation.set(snapshot.generation as i64);
         self.tenants
             .get_or_create(&StateLabel { state: "servable" })

@@ -9,6 +9,11 @@ use std::fmt;
 
 use crate::domain::{DomainError, DomainName};
 
+/// The host a policy is fetched from is `mta-sts.<domain>` (RFC 8461 §3.3).
+pub const POLICY_HOST_PREFIX: &str = "mta-sts.";
+/// The TXT record announcing a policy is at `_mta-sts.<domain>` (RFC 8461 §3.1).
+pub const POLICY_TXT_PREFIX: &str = "_mta-sts.";
+
 /// Longest `max_age` RFC 8461 §3.2 allows (about one year).
 pub const MAX_AGE_LIMIT: u32 = 31_557_600;
 /// `max_age` served while a tenant is being decommissioned (RFC 8461 §8.3): short, so

@@ -13,7 +13,7 @@ pub fn run(config_path: &Path, json: bool) -> Result<ExitCode, CliError> {
     let mut sources = Sources::read_only(config, crate::tls::provider());
     let snapshot = sources.initial();
     let problems = &snapshot.problems;
-    let servable = snapshot.tenants().filter(|t| t.servable().is_ok()).count();
+    let servable = snapshot.servable_count();
     if json {
         let out = serde_json::json!({
             "ok": problems.is_empty(),

@@ -362,7 +362,7 @@ impl ServerConfig {
     pub fn acme_cert_dir(&self, domain: &DomainName) -> PathBuf {
         self.state_dir
             .join("certs")
-            .join(format!("mta-sts.{domain}"))
+            .join(format!("{}{domain}", crate::policy::POLICY_HOST_PREFIX))
     }
 }
 

@@ -27,6 +27,7 @@ use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::DnsConfig;
 use crate::domain::{strip_prefix_ignore_case, strip_suffix_ignore_case};
+use crate::policy::{POLICY_HOST_PREFIX as POLICY_HOST, POLICY_TXT_PREFIX as POLICY_TXT};
 use crate::snapshot::{Snapshot, Tenant};
 
 /// TTL of the TXT records: short, so a new policy id reaches senders quickly.
@@ -42,8 +43,6 @@ const SOA_REFRESH: i32 = 3600;
 const SOA_RETRY: i32 = 600;
 const SOA_EXPIRE: i32 = 1_209_600;
 
-const POLICY_TXT: &str = "_mta-sts.";
-const POLICY_HOST: &str = "mta-sts.";
 const TLSRPT_TXT: &str = "_smtp._tls.";
 const TLSRPT_PARENT: &str = "_tls.";
 /// A TXT character-string holds at most 255 octets (RFC 1035 §3.3); longer values are

@@ -201,7 +201,7 @@ struct Batch {
 }
 
 pub fn status_line(snapshot: &Snapshot) -> String {
-    let servable = snapshot.tenants().filter(|t| t.servable().is_ok()).count();
+    let servable = snapshot.servable_count();
     format!(
         "serving {servable}/{} tenants, {} problems, generation {}",
         snapshot.tenant_count(),

@@ -25,8 +25,7 @@ use crate::domain::{DomainName, strip_prefix_ignore_case};
 use crate::policy::{Policy, PolicyId};
 use crate::tls::{LoadedCert, name_covers};
 
-/// The host-name prefix under which a tenant's policy is served (RFC 8461 §3.3).
-pub const POLICY_HOST_PREFIX: &str = "mta-sts.";
+pub use crate::policy::POLICY_HOST_PREFIX;
 
 /// Why a tenant's certificate is not being served.
 #[derive(Debug, Clone)]
@@ -110,10 +109,6 @@ impl Tenant {
             CertStatus::Missing(why) => Err(why),
         }
     }
-
-    pub fn policy_host(&self) -> String {
-        format!("{POLICY_HOST_PREFIX}{}", self.domain)
-    }
 }
 
 impl Named for Tenant {
@@ -175,6 +170,11 @@ impl Snapshot {
 
     pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.iter()
+    }
+
+    /// Tenants whose policy (and TXT record) is being served.
+    pub fn servable_count(&self) -> usize {
+        self.tenants.iter().filter(|t| t.servable().is_ok()).count()
     }
 
     pub fn tenant_count(&self) -> usize {

@@ -35,11 +35,9 @@ use std::sync::Arc;
 
 use crate::config::DnsConfig;
 use crate::domain::DomainName;
+use crate::policy::{POLICY_HOST_PREFIX, POLICY_TXT_PREFIX as TXT_PREFIX};
 use crate::policy::{Policy, PolicyId};
-use crate::snapshot::{POLICY_HOST_PREFIX, Tenant};
-
-/// The TXT owner prefix (RFC 8461 §3.1).
-pub const TXT_PREFIX: &str = "_mta-sts.";
+use crate::snapshot::Tenant;
 pub const DEFAULT_HTTPS_PORT: u16 = 443;
 pub const DEFAULT_SMTP_PORT: u16 = 25;
 
