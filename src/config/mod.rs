@@ -16,4 +16,5 @@ pub use server::{
 };
 pub use tenant::{
     CertPaths, DEFAULT_MAX_AGE, TENANT_FILE_SUFFIX, TenantSpec, domain_of_file, parse_tenant,
+    tenant_file_stem,
 };

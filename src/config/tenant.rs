@@ -49,14 +49,21 @@ pub struct TenantSpec {
     pub tlsrpt_rua: Vec<String>,
 }
 
-/// The domain a tenant file is for, from its name; `None` for files that are not
-/// tenant files at all (editor backups, hidden files, other extensions).
-pub fn domain_of_file(path: &Path) -> Option<Result<DomainName, ConfigError>> {
+/// The would-be domain of a tenant file: the name without `.toml`; `None` for hidden
+/// files (editors' temporaries) and other extensions. The one rule for what a tenant
+/// file is.
+pub fn tenant_file_stem(path: &Path) -> Option<&str> {
     let name = path.file_name()?.to_str()?;
     if name.starts_with('.') {
         return None;
     }
-    let stem = name.strip_suffix(TENANT_FILE_SUFFIX)?;
+    name.strip_suffix(TENANT_FILE_SUFFIX)
+}
+
+/// The domain a tenant file is for, from its name; `None` for files that are not
+/// tenant files at all (editor backups, hidden files, other extensions).
+pub fn domain_of_file(path: &Path) -> Option<Result<DomainName, ConfigError>> {
+    let stem = tenant_file_stem(path)?;
     Some(DomainName::parse(stem).map_err(|e| {
         ConfigError::new(
             Location::file(path),

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::config::decommission::{Decommission, marker_dir, marker_path, parse_marker};
 use crate::config::{
     CertPaths, ConfigError, Location, ProblemKind, ServerConfig, TENANT_FILE_SUFFIX, TenantSpec,
-    domain_of_file, parse_tenant,
+    domain_of_file, parse_tenant, tenant_file_stem,
 };
 use crate::domain::DomainName;
 use crate::snapshot::{
@@ -938,9 +938,7 @@ fn dir_inode(dir: &Path) -> Option<(u64, u64)> {
 }
 
 fn is_tenant_file_name(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| !n.starts_with('.') && n.ends_with(TENANT_FILE_SUFFIX))
+    tenant_file_stem(path).is_some()
 }
 
 enum TenantRead {
