@@ -68,35 +68,23 @@ impl Edge {
 
     /// Accepts on `listener` until shutdown.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = stopped(&mut shutdown) => return,
-                a = listener.accept() => a,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                self.metrics.connections_rejected.inc();
-                drop(stream);
-                continue;
-            };
-            let edge = self.clone();
-            tokio::spawn(async move {
-                edge.metrics.connections_open.inc();
-                edge.connection(stream, peer).await;
-                edge.metrics.connections_open.dec();
-                drop(permit);
-            });
-        }
+        let rejected = self.metrics.connections_rejected.clone();
+        accept_capped(
+            &listener,
+            &self.permits,
+            self.shutdown.clone(),
+            &rejected,
+            |stream, peer, permit| {
+                let edge = self.clone();
+                tokio::spawn(async move {
+                    edge.metrics.connections_open.inc();
+                    edge.connection(stream, peer).await;
+                    edge.metrics.connections_open.dec();
+                    drop(permit);
+                });
+            },
+        )
+        .await
     }
 
     /// Waits until every connection has closed, or `drain_timeout` passed. Returns the
@@ -274,6 +262,41 @@ enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Tls(rustls::Error),
+}
+
+/// The accept loop every TCP listener here uses (HTTPS, DNS over TCP): accepts until
+/// shutdown, backs off on accept errors (EMFILE and friends) instead of spinning, and
+/// closes a connection at once, counting it in `rejected`, when all `permits` are
+/// taken. `spawn` gets each accepted connection with the permit it must hold.
+pub async fn accept_capped(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    rejected: &prometheus_client::metrics::counter::Counter,
+    mut spawn: impl FnMut(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit),
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, local = ?listener.local_addr().ok(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => spawn(stream, peer, permit),
+            Err(_) => {
+                rejected.inc();
+                drop(stream);
+            }
+        }
+    }
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

@@ -28,7 +28,7 @@ use hickory_server::server::{
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use super::DnsHandler;
-use crate::server::stopped;
+use crate::server::accept_capped;
 
 /// Open DNS-over-TCP connections at most; more are closed at once. TCP is the
 /// fallback for truncated answers, which this zone's small records almost never need.
@@ -46,36 +46,27 @@ pub async fn serve(
     listener: TcpListener,
     handler: DnsHandler,
     permits: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stopped(&mut shutdown) => return,
-            a = listener.accept() => a,
-        };
-        while connections.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "DNS TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            handler.metrics().dns.tcp_rejected.inc();
-            continue;
-        };
-        let handler = handler.clone();
-        connections.spawn(async move {
-            tokio::time::timeout(TCP_LIFETIME, connection(stream, peer, &handler))
-                .await
-                .ok();
-            drop(permit);
-        });
-    }
+    let rejected = handler.metrics().dns.tcp_rejected.clone();
+    accept_capped(
+        &listener,
+        &permits,
+        shutdown,
+        &rejected,
+        |stream, peer, permit| {
+            while connections.try_join_next().is_some() {}
+            let handler = handler.clone();
+            connections.spawn(async move {
+                tokio::time::timeout(TCP_LIFETIME, connection(stream, peer, &handler))
+                    .await
+                    .ok();
+                drop(permit);
+            });
+        },
+    )
+    .await
 }
 
 async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, handler: &DnsHandler) {
