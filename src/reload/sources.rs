@@ -42,8 +42,11 @@ struct TenantFile {
     good: Option<Arc<TenantSpec>>,
 }
 
+/// Identities of a (certificate, key) pair's two files.
+type CertIdentity = (Option<FileIdentity>, Option<FileIdentity>);
+
 struct CertRecord {
-    identity: (Option<FileIdentity>, Option<FileIdentity>),
+    identity: CertIdentity,
     origin: CertOrigin,
     /// The last version of the pair that loaded.
     good: Option<(LoadedCert, Arc<[String]>)>,
@@ -275,17 +278,17 @@ impl Sources {
         }
         // Certificates in a directory that had events: re-stat them all, since a
         // `..data` or `live/` symlink swap names the link, not the files.
-        let in_dirs: Vec<Arc<CertPaths>> = if dirs.is_empty() {
+        let in_dirs: Vec<(Arc<CertPaths>, CertIdentity)> = if dirs.is_empty() {
             Vec::new()
         } else {
             self.certs
-                .keys()
-                .filter(|p| {
+                .iter()
+                .filter(|(p, _)| {
                     [&p.cert, &p.key]
                         .iter()
                         .any(|f| f.parent().is_some_and(|d| dirs.contains(d)))
                 })
-                .cloned()
+                .map(|(p, r)| (p.clone(), r.identity))
                 .collect()
         };
         for paths in self.visit_certs(in_dirs) {
@@ -382,16 +385,30 @@ impl Sources {
                 return Some(builder.build());
             }
         };
-        let present_set: HashSet<&PathBuf> = present.iter().collect();
-        let mut visit: Vec<PathBuf> = self
-            .files
-            .keys()
-            .filter(|p| !present_set.contains(p))
-            .cloned()
-            .collect();
-        visit.extend(present.iter().cloned());
+        // Files known but no longer listed go first (a rename within the directory must
+        // drop the old name before the new one claims its domain). The common SIGHUP,
+        // nothing deleted, is told by a count, without hashing every path twice more.
+        let listed_known = present
+            .iter()
+            .filter(|p| self.files.contains_key(*p))
+            .count();
+        let mut visit: Vec<PathBuf> = if listed_known == self.files.len() {
+            Vec::with_capacity(present.len())
+        } else {
+            let present_set: HashSet<&PathBuf> = present.iter().collect();
+            self.files
+                .keys()
+                .filter(|p| !present_set.contains(p))
+                .cloned()
+                .collect()
+        };
+        visit.extend(present);
         let mut pending = self.visit_markers();
-        let in_use: Vec<Arc<CertPaths>> = self.certs.keys().cloned().collect();
+        let in_use: Vec<(Arc<CertPaths>, CertIdentity)> = self
+            .certs
+            .iter()
+            .map(|(p, r)| (p.clone(), r.identity))
+            .collect();
         for paths in self.visit_certs(in_use) {
             pending.extend(self.cert_users.get(&paths).into_iter().flatten().cloned());
         }
@@ -553,16 +570,22 @@ impl Sources {
 
     /// Re-stats known certificate pairs and reloads those that changed. Returns the
     /// pairs that now load differently.
-    fn visit_certs(&mut self, candidates: Vec<Arc<CertPaths>>) -> Vec<Arc<CertPaths>> {
-        let now = par_map(&candidates, |p| {
-            (FileIdentity::of(&p.cert), FileIdentity::of(&p.key))
+    /// `candidates` carry the identities recorded for them, so the stat pass does not
+    /// look each pair up again.
+    fn visit_certs(
+        &mut self,
+        candidates: Vec<(Arc<CertPaths>, CertIdentity)>,
+    ) -> Vec<Arc<CertPaths>> {
+        let changed = par_map(&candidates, |(p, recorded)| {
+            (FileIdentity::of(&p.cert), FileIdentity::of(&p.key)) != *recorded
         });
         let stale: Vec<(Arc<CertPaths>, CertOrigin)> = candidates
             .into_iter()
-            .zip(now)
-            .filter_map(|(p, now)| {
-                let record = self.certs.get(&p)?;
-                (now != record.identity).then_some((p, record.origin))
+            .zip(changed)
+            .filter(|(_, changed)| *changed)
+            .filter_map(|((p, _), _)| {
+                let origin = self.certs.get(&p)?.origin;
+                Some((p, origin))
             })
             .collect();
         let provider = self.provider.clone();
