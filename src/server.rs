@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::StartHandshake;
 
 use crate::config::Limits;
-use crate::http::{respond, route};
+use crate::http::{ConnectionRoute, respond};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::tls::ALPN_H2;
@@ -117,13 +117,13 @@ impl Edge {
         };
         self.metrics.handshakes.ok.inc();
         let (_, conn) = tls.get_ref();
-        let sni: Arc<str> = Arc::from(conn.server_name().unwrap_or_default());
+        let routes = ConnectionRoute::new(conn.server_name().unwrap_or_default());
         let h2 = conn.alpn_protocol() == Some(ALPN_H2);
         let io = TokioIo::new(tls);
         let snapshot = self.snapshot.clone();
         let metrics = self.metrics.clone();
         let service = service_fn(move |req| {
-            let outcome = route(&snapshot.load(), &sni, &req);
+            let outcome = routes.route(&snapshot.load(), &req);
             std::future::ready(Ok::<_, Infallible>(respond(outcome, &metrics.responses)))
         });
         let result = if h2 {

@@ -305,11 +305,14 @@ impl SnapshotBuilder {
         self
     }
 
-    /// The snapshot this builder would make now, leaving the builder as it is (for
-    /// publishing while a long load goes on).
-    pub fn peek(&self) -> Snapshot {
+    /// The snapshot this builder would make now, leaving its contents as they are (for
+    /// publishing while a long load goes on). The builder moves on to the next
+    /// generation, so no two published snapshots share one: caches keyed by generation
+    /// (a connection's route, the DNS apex) stay exact.
+    pub fn peek(&mut self) -> Snapshot {
+        self.generation += 1;
         Snapshot {
-            generation: self.generation,
+            generation: self.generation - 1,
             config: self.config.clone(),
             tenants: self.tenants.clone(),
             ancestors: self.ancestors.clone(),
