@@ -218,7 +218,9 @@ mod tests {
 
     fn body(outcome: Outcome) -> Option<String> {
         match outcome {
-            Outcome::Policy { tenant, .. } => Some(String::from_utf8(tenant.body.to_vec()).unwrap()),
+            Outcome::Policy { tenant, .. } => {
+                Some(String::from_utf8(tenant.body.to_vec()).unwrap())
+            }
             _ => None,
         }
     }
@@ -243,9 +245,16 @@ mod tests {
         builder.upsert(tenant(Mode::Testing));
         let partial = builder.peek();
         let first = builder.build();
-        assert_ne!(partial.generation, first.generation, "a peek has its own generation");
+        assert_ne!(
+            partial.generation, first.generation,
+            "a peek has its own generation"
+        );
         for _ in 0..2 {
-            assert!(body(conn.route(&first, &req)).unwrap().contains("mode: testing"));
+            assert!(
+                body(conn.route(&first, &req))
+                    .unwrap()
+                    .contains("mode: testing")
+            );
         }
 
         let mut builder = first.to_builder();

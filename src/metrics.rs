@@ -67,6 +67,7 @@ pub struct Metrics {
     pub handshakes: HandshakeCounters,
     pub connections_open: Gauge,
     pub connections_rejected: Counter,
+    pub header_timeouts: Counter,
     reloads: Family<ResultLabel, Counter>,
     pub reload_seconds: Histogram,
     generation: Gauge,
@@ -122,6 +123,13 @@ impl Metrics {
             "HTTPS connections closed at once because the connection limit was reached",
             connections_rejected.clone(),
         );
+        let header_timeouts = Counter::default();
+        registry.register(
+            "header_timeouts",
+            "HTTPS connections closed because no request head came within header_timeout_ms \
+             of the previous one (an idle keep-alive connection, or a slow client)",
+            header_timeouts.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register("reloads", "Reload attempts by result", reloads.clone());
         let reload_seconds = Histogram::new([0.001, 0.005, 0.02, 0.05, 0.2, 1.0, 5.0]);
@@ -172,6 +180,7 @@ impl Metrics {
             registry,
             connections_open,
             connections_rejected,
+            header_timeouts,
             reloads,
             reload_seconds,
             generation,

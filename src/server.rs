@@ -15,7 +15,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -122,7 +123,10 @@ impl Edge {
         let io = TokioIo::new(tls);
         let snapshot = self.snapshot.clone();
         let metrics = self.metrics.clone();
+        let heads = Arc::new(HeadClock::new());
+        let service_heads = heads.clone();
         let service = service_fn(move |req| {
+            service_heads.mark();
             let outcome = routes.route(&snapshot.load(), &req);
             std::future::ready(Ok::<_, Infallible>(respond(outcome, &metrics.responses)))
         });
@@ -134,41 +138,64 @@ impl Edge {
                 .max_header_list_size(self.limits.max_header_bytes as u32)
                 .keep_alive_interval(Some(Duration::from_secs(20)))
                 .keep_alive_timeout(Duration::from_secs(10));
-            self.drive(builder.serve_connection(io, service)).await
+            self.drive(builder.serve_connection(io, service), &heads)
+                .await
         } else {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.limits.header_timeout)
+                // The header timeout is `drive`'s (see `HeadClock`).
+                .header_read_timeout(None)
                 .max_buf_size(self.limits.max_header_bytes)
                 // One buffer per response: with vectored writes tokio-rustls seals the
                 // head and the body as two TLS records.
                 .writev(false);
-            self.drive(builder.serve_connection(io, service)).await
+            self.drive(builder.serve_connection(io, service), &heads)
+                .await
         };
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     }
 
-    /// Runs a connection to its end, asking it to finish gracefully at shutdown or when
-    /// it has lived too long.
-    async fn drive<C: GracefulConnection>(&self, conn: C) -> Result<(), C::Error> {
+    /// Runs a connection to its end: asks it to finish gracefully at shutdown or when it
+    /// has lived too long, and closes it when no request head came within the header
+    /// timeout of the previous one (or of the handshake): that bounds both a client
+    /// dribbling a header and an idle keep-alive connection. Both deadlines share one
+    /// timer, re-armed only when it fires.
+    async fn drive<C: GracefulConnection>(
+        &self,
+        conn: C,
+        heads: &HeadClock,
+    ) -> Result<(), C::Error> {
         let mut conn = pin!(conn);
         let mut shutdown = self.shutdown.clone();
-        let lifetime = tokio::time::sleep(self.limits.connection_lifetime);
-        let mut lifetime = pin!(lifetime);
+        let header_timeout = self.limits.header_timeout;
+        let retire_at = heads.opened + self.limits.connection_lifetime;
+        let timer = tokio::time::sleep_until(heads.due(header_timeout).min(retire_at).into());
+        let mut timer = pin!(timer);
         let mut closing = false;
         loop {
             tokio::select! {
+                biased;
                 res = conn.as_mut() => return res,
                 _ = stopped(&mut shutdown), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                _ = lifetime.as_mut(), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+                _ = timer.as_mut() => {
+                    let now = Instant::now();
+                    let head_due = heads.due(header_timeout);
+                    if now >= head_due {
+                        self.metrics.header_timeouts.inc();
+                        tracing::debug!("no request head within the header timeout; closing");
+                        return Ok(());
+                    }
+                    if now >= retire_at && !closing {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    let next = if closing { head_due } else { head_due.min(retire_at) };
+                    timer.as_mut().reset(next.into());
                 }
             }
         }
@@ -249,6 +276,37 @@ impl Edge {
             }
         }
         self.snapshot.load().certificate_for(name).is_some()
+    }
+}
+
+/// When a connection last received a request head (or finished its handshake).
+///
+/// hyper's own header timer costs every request a boxed tokio timer, registered in the
+/// wheel and removed again once the head is in: on keep-alive connections that was the
+/// largest piece of per-request work left in our hands. A request here only stores the
+/// time; `Edge::drive` compares it when its one timer fires.
+struct HeadClock {
+    opened: Instant,
+    /// Nanoseconds from `opened` to the latest request head.
+    last_head: AtomicU64,
+}
+
+impl HeadClock {
+    fn new() -> HeadClock {
+        HeadClock {
+            opened: Instant::now(),
+            last_head: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let since = self.opened.elapsed().as_nanos() as u64;
+        self.last_head.store(since, Ordering::Relaxed);
+    }
+
+    /// When the next request head is due.
+    fn due(&self, header_timeout: Duration) -> Instant {
+        self.opened + Duration::from_nanos(self.last_head.load(Ordering::Relaxed)) + header_timeout
     }
 }
 

@@ -7,8 +7,7 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
     const MIN_PER_THREAD: usize = 64;
     // Asked once: the answer reads cgroup files, and a rescan calls this a dozen times.
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES
-        .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let threads = cores.min(items.len() / MIN_PER_THREAD).max(1);
     if threads == 1 {
         return items.iter().map(f).collect();

@@ -80,6 +80,109 @@ async fn headers_that_never_finish_are_cut_at_the_header_timeout() {
     tls.flush().await.unwrap();
     let answer = String::from_utf8_lossy(&read_until_closed(&mut tls).await).into_owned();
     assert!(!answer.contains("200 OK"), "{answer}");
+    let (_, metrics) = server.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("stsedge_header_timeouts_total 1"),
+        "{metrics}"
+    );
+}
+
+const GET: &[u8] = b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n\r\n";
+
+/// Sends one GET on an open connection and reads exactly one response (head and
+/// `content-length` bytes of body). `None` once the server has closed the connection.
+async fn get_on(stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin)) -> Option<String> {
+    stream.write_all(GET).await.ok()?;
+    stream.flush().await.ok()?;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(head + &String::from_utf8(body).unwrap())
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_the_header_timeout() {
+    let f = fixture("header_timeout_ms = 200");
+    let server = f.start();
+    let mut tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
+        .await
+        .unwrap();
+    let answer = get_on(&mut tls).await.expect("a first answer");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    // The client now says nothing: the server must close, long before the connection
+    // lifetime (60 s by default) would.
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        read_until_closed(&mut tls),
+    )
+    .await
+    .expect("an idle connection outlived its header timeout");
+    assert!(closed.is_empty());
+    let (_, metrics) = server.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("stsedge_header_timeouts_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_keep_alive_connection_outlives_the_header_timeout() {
+    // Each head comes well within the timeout of the previous one; together they
+    // span several timeouts, so a deadline not moved by requests would cut this.
+    let f = fixture("header_timeout_ms = 400");
+    let server = f.start();
+    let mut tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
+        .await
+        .unwrap();
+    for i in 0..12 {
+        let answer = get_on(&mut tls)
+            .await
+            .unwrap_or_else(|| panic!("closed before request {i}"));
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, metrics) = server.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("stsedge_header_timeouts_total 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_is_retired_gracefully_at_its_lifetime() {
+    // Requests keep coming (so the header timeout never fires); the lifetime still
+    // ends the connection, after a complete answer, never in the middle of one.
+    let f = fixture("connection_lifetime_secs = 1\nheader_timeout_ms = 5000");
+    let server = f.start();
+    let mut tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
+        .await
+        .unwrap();
+    let mut answered = 0;
+    while let Some(answer) = get_on(&mut tls).await {
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        answered += 1;
+        assert!(
+            answered < 100,
+            "still open after {answered} requests 50 ms apart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        answered >= 2,
+        "closed after {answered} answers, before its lifetime"
+    );
 }
 
 #[tokio::test]
