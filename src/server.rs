@@ -206,7 +206,7 @@ impl Edge {
     async fn handshake(
         &self,
         mut stream: TcpStream,
-    ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, HandshakeError> {
+    ) -> Result<tokio_rustls::server::TlsStream<SendStream>, HandshakeError> {
         let mut acceptor = Acceptor::default();
         let mut buf = [0u8; 4096];
         let accepted = loop {
@@ -254,7 +254,7 @@ impl Edge {
             let _ = stream.shutdown().await;
             return Err(HandshakeError::UnknownName);
         }
-        StartHandshake::from_parts(accepted, stream)
+        StartHandshake::from_parts(accepted, SendStream(stream))
             .into_stream(self.tls.clone())
             .await
             .map_err(|e| {
@@ -320,6 +320,67 @@ enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Tls(rustls::Error),
+}
+
+/// A TCP stream that sends a single buffer with `send(2)`, not `writev(2)`.
+///
+/// tokio-rustls hands every TLS record it flushes to `poll_write_vectored`, and a policy
+/// response is one record: `writev` with one element pays the VFS write path (file
+/// position lock, iovec import, the LSM file-permission hook) that `send` skips. Several
+/// buffers (a handshake flight) still go out in one `writev`.
+pub struct SendStream(TcpStream);
+
+impl tokio::io::AsyncRead for SendStream {
+    #[inline]
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SendStream {
+    #[inline]
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match bufs {
+            [one] => std::pin::Pin::new(&mut self.0).poll_write(cx, one),
+            _ => std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 /// The accept loop every TCP listener here uses (HTTPS, DNS over TCP): accepts until
