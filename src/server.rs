@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -162,43 +163,67 @@ impl Edge {
     /// timeout of the previous one (or of the handshake): that bounds both a client
     /// dribbling a header and an idle keep-alive connection. Both deadlines share one
     /// timer, re-armed only when it fires.
+    ///
+    /// The timer and the shutdown signal are polled once to take this task's waker;
+    /// after that a wake is theirs only if a cheap check (an atomic load each) says so.
+    /// A keep-alive connection is woken about once per request, and `select!` would
+    /// poll all three futures every time.
     async fn drive<C: GracefulConnection>(
         &self,
         conn: C,
         heads: &HeadClock,
     ) -> Result<(), C::Error> {
         let mut conn = pin!(conn);
-        let mut shutdown = self.shutdown.clone();
+        let mut signal = self.shutdown.clone();
+        let probe = self.shutdown.clone();
+        let mut stop = pin!(stopped(&mut signal));
         let header_timeout = self.limits.header_timeout;
         let retire_at = heads.opened + self.limits.connection_lifetime;
-        let timer = tokio::time::sleep_until(heads.due(header_timeout).min(retire_at).into());
-        let mut timer = pin!(timer);
+        let first = heads.due(header_timeout).min(retire_at);
+        let mut timer = pin!(tokio::time::sleep_until(first.into()));
         let mut closing = false;
-        loop {
-            tokio::select! {
-                biased;
-                res = conn.as_mut() => return res,
-                _ = stopped(&mut shutdown), if !closing => {
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            loop {
+                if let Poll::Ready(res) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(res);
+                }
+                let mut progressed = false;
+                let signalled = !armed || probe.has_changed().unwrap_or(true);
+                if !closing && signalled && stop.as_mut().poll(cx).is_ready() {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                    progressed = true;
                 }
-                _ = timer.as_mut() => {
-                    let now = Instant::now();
-                    let head_due = heads.due(header_timeout);
-                    if now >= head_due {
-                        self.metrics.header_timeouts.inc();
-                        tracing::debug!("no request head within the header timeout; closing");
-                        return Ok(());
+                if !armed || timer.is_elapsed() {
+                    while timer.as_mut().poll(cx).is_ready() {
+                        let now = Instant::now();
+                        let head_due = heads.due(header_timeout);
+                        if now >= head_due {
+                            self.metrics.header_timeouts.inc();
+                            tracing::debug!("no request head within the header timeout; closing");
+                            return Poll::Ready(Ok(()));
+                        }
+                        if now >= retire_at && !closing {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                            progressed = true;
+                        }
+                        let next = if closing {
+                            head_due
+                        } else {
+                            head_due.min(retire_at)
+                        };
+                        timer.as_mut().reset(next.into());
                     }
-                    if now >= retire_at && !closing {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    let next = if closing { head_due } else { head_due.min(retire_at) };
-                    timer.as_mut().reset(next.into());
+                }
+                armed = true;
+                if !progressed {
+                    return Poll::Pending;
                 }
             }
-        }
+        })
+        .await
     }
 
     /// Reads the ClientHello, refuses names we do not serve with `unrecognized_name`,

@@ -50,6 +50,44 @@ async fn sigterm_finishes_the_request_in_flight_then_exits() {
 }
 
 #[tokio::test]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    // Every other bound is far away: only the shutdown signal can end this connection
+    // within the harness deadline.
+    let f = Fixture::with_config(
+        "[limits]\nheader_timeout_ms = 600000\ndrain_timeout_ms = 600000\nconnection_lifetime_secs = 600\n",
+    );
+    f.add_tenant("example.com", "mx = [\"mail.example.com\"]");
+    let mut server = f.start();
+    let config = client_config(f.ca.roots(), false, false);
+    let mut tls = connect(server.https, "mta-sts.example.com", config)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let policy = policy_text("testing", &["mail.example.com"], 604800);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(policy.as_bytes()) {
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    // Now idle on a kept-alive connection.
+    server.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    tokio::time::timeout(crate::common::DEADLINE, tls.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is still open after SIGTERM")
+        .ok();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}");
+    server.wait_log("drained");
+}
+
+#[tokio::test]
 async fn the_repository_dev_config_serves_its_example_tenants() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let dir = tempfile::tempdir().unwrap();
