@@ -19,6 +19,12 @@
 #   --loader-args "ARGS"   extra `stsload run` arguments for every measured run, e.g.
 #                          "--rate 2000" to compare both servers at the same offered
 #                          load (env LOADER_ARGS)
+#   --server-cpu-quota F   limit each server to F of a core (0 < F <= 1) with a cgroup
+#                          CPU quota (10 ms period), set after start-up: both servers
+#                          are then CPU-bound while the loader is not, so req/s ÷ F is
+#                          req/s per server core even where one loader core cannot
+#                          saturate a whole server core (needs root and a cgroup cpu
+#                          controller, v1 or v2; env SERVER_CPU_QUOTA)
 #   --no-build             use the binaries already built
 #   -h, --help             this text
 #
@@ -50,6 +56,7 @@ NGINX_PORT=${NGINX_PORT:-8444}
 READY_TIMEOUT=${READY_TIMEOUT:-600}
 SETTLE=${SETTLE:-5}
 LOADER_ARGS=${LOADER_ARGS:-}
+SERVER_CPU_QUOTA=${SERVER_CPU_QUOTA:-}
 RELOAD_STORM=0
 BUILD=1
 FIXTURE=""
@@ -69,6 +76,7 @@ while [ $# -gt 0 ]; do
         --fixture) FIXTURE=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
         --loader-args) LOADER_ARGS=$2; shift 2 ;;
+        --server-cpu-quota) SERVER_CPU_QUOTA=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -77,6 +85,11 @@ done
 case "$ONLY" in both|stsedge|nginx) ;; *) echo "compare.sh: --only must be both, stsedge or nginx" >&2; exit 2 ;; esac
 if [ "$RELOAD_STORM" = 1 ] && [ "$ONLY" = nginx ]; then
     echo "compare.sh: --reload-storm needs stsedge (not --only nginx)" >&2; exit 2
+fi
+
+if [ -n "$SERVER_CPU_QUOTA" ] &&
+    ! awk -v f="$SERVER_CPU_QUOTA" 'BEGIN { exit !(f + 0 > 0 && f + 0 <= 1) }'; then
+    echo "compare.sh: --server-cpu-quota must be a fraction of a core in (0, 1], e.g. 0.5" >&2; exit 2
 fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -102,6 +115,7 @@ STSEDGE_PID=""
 NGINX_PID=""
 STORM_PID=""
 RESTORE_FILES=()   # "backup:original" pairs to put back on exit
+QUOTA_DIRS=()      # cgroups made for --server-cpu-quota, removed on exit
 cleanup() {
     local rc=$?
     set +e
@@ -115,6 +129,9 @@ cleanup() {
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
+    done
+    for dir in "${QUOTA_DIRS[@]}"; do
+        for _ in $(seq 50); do rmdir "$dir" 2>/dev/null && break; sleep 0.1; done
     done
     exit "$rc"
 }
@@ -163,7 +180,7 @@ PROBE_HOST=mta-sts.$PROBE_DOMAIN
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "kernel: $(uname -r); cpus: $(nproc)"
     command -v nginx >/dev/null && nginx -v 2>&1
-    echo "tenants=$TENANTS rounds=$ROUNDS duration=$DURATION warmup=$WARMUP concurrency=$CONCURRENCY high=$HIGH_CONCURRENCY modes=$MODES only=$ONLY loader_args=$LOADER_ARGS"
+    echo "tenants=$TENANTS rounds=$ROUNDS duration=$DURATION warmup=$WARMUP concurrency=$CONCURRENCY high=$HIGH_CONCURRENCY modes=$MODES only=$ONLY loader_args=$LOADER_ARGS server_cpu_quota=${SERVER_CPU_QUOTA:-none}"
 } > "$RESULTS/env.txt"
 
 # ---------------------------------------------------------------- helpers
@@ -281,6 +298,27 @@ start_stsedge() {
     smoke stsedge "$HTTPS_PORT"
 }
 
+# limit_cpu NAME PID...: move the processes into a new cgroup holding
+# $SERVER_CPU_QUOTA of a core (cgroup v2 cpu.max, else v1 cfs quota)
+limit_cpu() {
+    local name=$1 dir period=10000 quota p
+    shift
+    quota=$(awk -v f="$SERVER_CPU_QUOTA" -v p="$period" 'BEGIN { printf "%d", f * p }')
+    if [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+        dir=/sys/fs/cgroup/stsload-$$-$name
+        echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+        mkdir "$dir" && echo "$quota $period" > "$dir/cpu.max"
+    elif [ -d /sys/fs/cgroup/cpu ]; then
+        dir=/sys/fs/cgroup/cpu/stsload-$$-$name
+        mkdir "$dir" && echo "$period" > "$dir/cpu.cfs_period_us" && echo "$quota" > "$dir/cpu.cfs_quota_us"
+    else
+        log "--server-cpu-quota: no cgroup cpu controller here"; return 1
+    fi || { log "--server-cpu-quota: cannot set up $dir (needs root)"; return 1; }
+    QUOTA_DIRS+=("$dir")
+    for p in "$@"; do echo "$p" > "$dir/cgroup.procs"; done
+    log "$name ($*) limited to $SERVER_CPU_QUOTA of a core ($dir)"
+}
+
 # run_load ROUND SERVER MODE CONCURRENCY: one measured run, appended to results.jsonl
 # (tagged $LABEL instead of the mode if set); a failing run is recorded and counted,
 # not fatal.
@@ -310,6 +348,11 @@ IFS=, read -r -a MODE_LIST <<< "$MODES"
 NGINX_STARTUP="-" STSEDGE_STARTUP="-"
 want stsedge && start_stsedge
 want nginx && start_nginx
+if [ -n "$SERVER_CPU_QUOTA" ]; then
+    want stsedge && limit_cpu stsedge "$STSEDGE_PID"
+    # shellcheck disable=SC2046 # word splitting of the pid list is intended
+    want nginx && limit_cpu nginx "$NGINX_PID" $(children "$NGINX_PID")
+fi
 
 # ---------------------------------------------------------------- rounds
 # One unmeasured run per server first: a freshly forked nginx worker (and a fresh
@@ -429,6 +472,10 @@ fi
 {
     echo
     echo "== stsedge vs nginx: $TENANTS tenants, $ROUNDS rounds x ${DURATION}s (+${WARMUP}s warm-up), servers on CPU 0, loader on CPU 1"
+    if [ -n "$SERVER_CPU_QUOTA" ]; then
+        echo "servers limited to $SERVER_CPU_QUOTA of a core each (cgroup CPU quota, 10 ms period) after start-up:"
+        echo "req/s per server core = req/s / $SERVER_CPU_QUOTA; reload times below are under the same quota"
+    fi
     "$LOADER" summarize "$JSONL"
     echo
     printf '%-34s %14s %14s\n' "" stsedge nginx
