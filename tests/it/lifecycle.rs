@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::client::{client_config, connect};
+use crate::common::client::{client_config, connect, get_on};
 use crate::common::{Fixture, Request, Server, eventually, fetch, policy_text, server_has_read};
 
 #[tokio::test]
@@ -62,18 +62,9 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
     let mut tls = connect(server.https, "mta-sts.example.com", config)
         .await
         .unwrap();
-    tls.write_all(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n\r\n")
-        .await
-        .unwrap();
-    tls.flush().await.unwrap();
+    let answer = get_on(&mut tls, "mta-sts.example.com").await.unwrap();
     let policy = policy_text("testing", &["mail.example.com"], 604800);
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !answer.ends_with(policy.as_bytes()) {
-        let n = tls.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the answer");
-        answer.extend_from_slice(&buf[..n]);
-    }
+    assert!(answer.ends_with(&policy), "{answer}");
     // Now idle on a kept-alive connection.
     server.signal(libc::SIGTERM);
     let mut rest = Vec::new();

@@ -4,7 +4,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::client::{client_config, connect};
+use crate::common::client::{client_config, connect, get_on};
 use crate::common::{Fixture, Request, eventually, fetch};
 
 const SNI: &str = "mta-sts.example.com";
@@ -69,57 +69,48 @@ async fn a_client_that_never_says_hello_is_dropped_at_the_handshake_timeout() {
 
 #[tokio::test]
 async fn headers_that_never_finish_are_cut_at_the_header_timeout() {
-    let f = fixture("header_timeout_ms = 200");
-    let server = f.start();
-    let mut tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
-        .await
-        .unwrap();
+    let (_f, server, mut tls) = connected("header_timeout_ms = 200").await;
     tls.write_all(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n")
         .await
         .unwrap();
     tls.flush().await.unwrap();
     let answer = String::from_utf8_lossy(&read_until_closed(&mut tls).await).into_owned();
     assert!(!answer.contains("200 OK"), "{answer}");
-    let (_, metrics) = server.admin_get("/metrics").await;
-    assert!(
-        metrics.contains("stsedge_header_timeouts_total 1"),
-        "{metrics}"
+    assert_eq!(
+        header_timeouts(&server).await,
+        "stsedge_header_timeouts_total 1"
     );
 }
 
-const GET: &[u8] = b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n\r\n";
+/// A server with these limits and one open TLS connection to its tenant.
+async fn connected(
+    limits: &str,
+) -> (
+    Fixture,
+    crate::common::Server,
+    tokio_rustls::client::TlsStream<TcpStream>,
+) {
+    let f = fixture(limits);
+    let server = f.start();
+    let tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
+        .await
+        .unwrap();
+    (f, server, tls)
+}
 
-/// Sends one GET on an open connection and reads exactly one response (head and
-/// `content-length` bytes of body). `None` once the server has closed the connection.
-async fn get_on(stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin)) -> Option<String> {
-    stream.write_all(GET).await.ok()?;
-    stream.flush().await.ok()?;
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8(buf).unwrap();
-    let length: usize = head
+async fn header_timeouts(server: &crate::common::Server) -> String {
+    let (_, metrics) = server.admin_get("/metrics").await;
+    metrics
         .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(head + &String::from_utf8(body).unwrap())
+        .find(|l| l.starts_with("stsedge_header_timeouts_total "))
+        .unwrap_or_else(|| panic!("no header timeout counter in {metrics}"))
+        .to_owned()
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_the_header_timeout() {
-    let f = fixture("header_timeout_ms = 200");
-    let server = f.start();
-    let mut tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
-        .await
-        .unwrap();
-    let answer = get_on(&mut tls).await.expect("a first answer");
+    let (_f, server, mut tls) = connected("header_timeout_ms = 200").await;
+    let answer = get_on(&mut tls, SNI).await.expect("a first answer");
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     // The client now says nothing: the server must close, long before the connection
     // lifetime (60 s by default) would.
@@ -130,10 +121,9 @@ async fn an_idle_keep_alive_connection_is_closed_at_the_header_timeout() {
     .await
     .expect("an idle connection outlived its header timeout");
     assert!(closed.is_empty());
-    let (_, metrics) = server.admin_get("/metrics").await;
-    assert!(
-        metrics.contains("stsedge_header_timeouts_total 1"),
-        "{metrics}"
+    assert_eq!(
+        header_timeouts(&server).await,
+        "stsedge_header_timeouts_total 1"
     );
 }
 
@@ -141,22 +131,17 @@ async fn an_idle_keep_alive_connection_is_closed_at_the_header_timeout() {
 async fn a_busy_keep_alive_connection_outlives_the_header_timeout() {
     // Each head comes well within the timeout of the previous one; together they
     // span several timeouts, so a deadline not moved by requests would cut this.
-    let f = fixture("header_timeout_ms = 400");
-    let server = f.start();
-    let mut tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
-        .await
-        .unwrap();
+    let (_f, server, mut tls) = connected("header_timeout_ms = 400").await;
     for i in 0..12 {
-        let answer = get_on(&mut tls)
+        let answer = get_on(&mut tls, SNI)
             .await
             .unwrap_or_else(|| panic!("closed before request {i}"));
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let (_, metrics) = server.admin_get("/metrics").await;
-    assert!(
-        metrics.contains("stsedge_header_timeouts_total 0"),
-        "{metrics}"
+    assert_eq!(
+        header_timeouts(&server).await,
+        "stsedge_header_timeouts_total 0"
     );
 }
 
@@ -164,13 +149,10 @@ async fn a_busy_keep_alive_connection_outlives_the_header_timeout() {
 async fn a_connection_is_retired_gracefully_at_its_lifetime() {
     // Requests keep coming (so the header timeout never fires); the lifetime still
     // ends the connection, after a complete answer, never in the middle of one.
-    let f = fixture("connection_lifetime_secs = 1\nheader_timeout_ms = 5000");
-    let server = f.start();
-    let mut tls = connect(server.https, SNI, client_config(f.ca.roots(), false, false))
-        .await
-        .unwrap();
+    let (_f, _server, mut tls) =
+        connected("connection_lifetime_secs = 1\nheader_timeout_ms = 5000").await;
     let mut answered = 0;
-    while let Some(answer) = get_on(&mut tls).await {
+    while let Some(answer) = get_on(&mut tls, SNI).await {
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
         answered += 1;
         assert!(
