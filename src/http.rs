@@ -111,15 +111,18 @@ pub fn respond(outcome: Outcome, counters: &ResponseCounters) -> Response<Body> 
     match outcome {
         Outcome::Policy { tenant, head } => {
             counters.ok.inc();
-            let body = if head {
-                Bytes::new()
+            // A GET's length comes from the body (hyper writes it from the exact size
+            // hint; a header of ours would be parsed again to check it); a HEAD
+            // announces the length of the GET it stands for.
+            let mut resp = if head {
+                let mut resp = Response::new(Full::new(Bytes::new()));
+                resp.headers_mut()
+                    .insert(CONTENT_LENGTH, tenant.content_length.clone());
+                resp
             } else {
-                tenant.body.clone()
+                Response::new(Full::new(tenant.body.clone()))
             };
-            let mut resp = Response::new(Full::new(body));
-            let headers = resp.headers_mut();
-            headers.insert(CONTENT_TYPE, TEXT_PLAIN);
-            headers.insert(CONTENT_LENGTH, tenant.content_length.clone());
+            resp.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN);
             resp
         }
         Outcome::NotFound => {

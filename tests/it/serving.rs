@@ -102,6 +102,15 @@ async fn status_codes_follow_the_spec() {
             head.headers["content-length"],
             full_len.to_string().as_str()
         );
+        let get = fetch(server.https, roots.clone(), base.clone())
+            .await
+            .unwrap();
+        assert_eq!(get.body.len(), full_len);
+        assert_eq!(
+            get.headers["content-length"],
+            full_len.to_string().as_str(),
+            "a GET announces its length too (h2: {h2})"
+        );
 
         let other = fetch(
             server.https,
