@@ -307,9 +307,9 @@ impl Edge {
 /// When a connection last received a request head (or finished its handshake).
 ///
 /// hyper's own header timer costs every request a boxed tokio timer, registered in the
-/// wheel and removed again once the head is in: on keep-alive connections that was the
-/// largest piece of per-request work left in our hands. A request here only stores the
-/// time; `Edge::drive` compares it when its one timer fires.
+/// wheel and removed again once the head is in (about 0.2 µs of a 6 µs keep-alive
+/// request here). A request here only stores the time; `Edge::drive` compares it when
+/// its one timer fires.
 struct HeadClock {
     opened: Instant,
     /// Nanoseconds from `opened` to the latest request head.
@@ -350,9 +350,10 @@ enum HandshakeError {
 /// A TCP stream that sends a single buffer with `send(2)`, not `writev(2)`.
 ///
 /// tokio-rustls hands every TLS record it flushes to `poll_write_vectored`, and a policy
-/// response is one record: `writev` with one element pays the VFS write path (file
-/// position lock, iovec import, the LSM file-permission hook) that `send` skips. Several
-/// buffers (a handshake flight) still go out in one `writev`.
+/// response is one record: `writev` with one element goes through the VFS write path
+/// (iovec import, the file-permission security hook) that `send` skips. The gain is
+/// small (within noise in an A/B) but never negative. Several buffers (a handshake
+/// flight) still go out in one `writev`.
 pub struct SendStream(TcpStream);
 
 impl tokio::io::AsyncRead for SendStream {
