@@ -38,6 +38,15 @@ fn run(f: &Fixture, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `stsedge tenant add DOMAIN --mx mail.DOMAIN EXTRA…`, which must succeed.
+fn add(f: &Fixture, domain: &str, extra: &[&str]) {
+    let mx = format!("mail.{domain}");
+    let mut args = vec!["tenant", "add", domain, "--mx", &mx];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = run(f, &args);
+    assert!(ok, "tenant add {domain}: {out}{err}");
+}
+
 async fn served(f: &Fixture, server: &Server) -> Option<String> {
     fetch(server.https, dev_roots(f), Request::get(SNI))
         .await
@@ -141,13 +150,7 @@ fn bad_input_is_refused_with_the_fix_and_writes_nothing() {
     assert!(!ok);
     assert!(err.contains("max_age 0 is out of range"), "{err}");
     assert!(!f.tenant_path("example.com").exists());
-    assert!(
-        run(
-            &f,
-            &["tenant", "add", "example.com", "--mx", "mail.example.com"]
-        )
-        .0
-    );
+    add(&f, "example.com", &[]);
     let (ok, _, err) = run(
         &f,
         &["tenant", "add", "example.com", "--mx", "mail.example.com"],
@@ -168,21 +171,7 @@ fn bad_input_is_refused_with_the_fix_and_writes_nothing() {
 #[tokio::test]
 async fn rm_serves_mode_none_until_the_old_max_age_passes_even_across_a_restart() {
     let f = dev_fixture();
-    assert!(
-        run(
-            &f,
-            &[
-                "tenant",
-                "add",
-                "example.com",
-                "--mx",
-                "mail.example.com",
-                "--max-age",
-                "3600"
-            ]
-        )
-        .0
-    );
+    add(&f, "example.com", &["--max-age", "3600"]);
     let server = f.start();
     let before_id = {
         let (_, api) = server.admin_get("/api/tenants/example.com").await;
@@ -216,28 +205,8 @@ async fn rm_serves_mode_none_until_the_old_max_age_passes_even_across_a_restart(
 #[tokio::test]
 async fn decommissioning_ends_by_removing_the_tenant() {
     let f = dev_fixture();
-    assert!(
-        run(
-            &f,
-            &[
-                "tenant",
-                "add",
-                "example.com",
-                "--mx",
-                "mail.example.com",
-                "--max-age",
-                "1"
-            ]
-        )
-        .0
-    );
-    assert!(
-        run(
-            &f,
-            &["tenant", "add", "example.org", "--mx", "mail.example.org"]
-        )
-        .0
-    );
+    add(&f, "example.com", &["--max-age", "1"]);
+    add(&f, "example.org", &[]);
     let server = f.start();
     assert!(run(&f, &["tenant", "rm", "example.com"]).0);
     let config = client_config(dev_roots(&f), false, false);
@@ -270,13 +239,7 @@ async fn decommissioning_ends_by_removing_the_tenant() {
 #[tokio::test]
 async fn rm_now_removes_at_once_with_a_warning() {
     let f = dev_fixture();
-    assert!(
-        run(
-            &f,
-            &["tenant", "add", "example.com", "--mx", "mail.example.com"]
-        )
-        .0
-    );
+    add(&f, "example.com", &[]);
     let server = f.start();
     let (ok, _, err) = run(&f, &["tenant", "rm", "example.com", "--now"]);
     assert!(ok);
@@ -298,28 +261,8 @@ async fn rm_now_removes_at_once_with_a_warning() {
 #[test]
 fn list_show_and_records_print_data_and_json() {
     let f = dev_fixture();
-    assert!(
-        run(
-            &f,
-            &["tenant", "add", "example.com", "--mx", "mail.example.com"]
-        )
-        .0
-    );
-    assert!(
-        run(
-            &f,
-            &[
-                "tenant",
-                "add",
-                "example.org",
-                "--mx",
-                "mail.example.org",
-                "--mode",
-                "enforce"
-            ]
-        )
-        .0
-    );
+    add(&f, "example.com", &[]);
+    add(&f, "example.org", &["--mode", "enforce"]);
     let (ok, out, _) = run(&f, &["tenant", "list", "--json"]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -371,13 +314,7 @@ fn list_show_and_records_print_data_and_json() {
 #[test]
 fn a_tenant_without_a_certificate_says_why_its_txt_is_withheld() {
     let f = Fixture::new();
-    assert!(
-        run(
-            &f,
-            &["tenant", "add", "example.com", "--mx", "mail.example.com"]
-        )
-        .0
-    );
+    add(&f, "example.com", &[]);
     let (ok, out, _) = run(&f, &["tenant", "show", "example.com"]);
     assert!(ok, "{out}");
     assert!(
