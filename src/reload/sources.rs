@@ -42,6 +42,10 @@ struct TenantFile {
     good: Option<Arc<TenantSpec>>,
 }
 
+/// What is recorded of a tenant file: `None` never seen, `Some(None)` seen but not
+/// readable as a file, `Some(Some(id))` the identity of the version last read.
+type Recorded = Option<Option<FileIdentity>>;
+
 /// Identities of a (certificate, key) pair's two files.
 type CertIdentity = (Option<FileIdentity>, Option<FileIdentity>);
 
@@ -387,22 +391,21 @@ impl Sources {
         };
         // Files known but no longer listed go first (a rename within the directory must
         // drop the old name before the new one claims its domain). The common SIGHUP,
-        // nothing deleted, is told by a count, without hashing every path twice more.
-        let listed_known = present
-            .iter()
-            .filter(|p| self.files.contains_key(*p))
-            .count();
-        let mut visit: Vec<PathBuf> = if listed_known == self.files.len() {
+        // nothing deleted, is told by counting the listed files already known, from the
+        // one lookup per file the stat pass needs anyway.
+        let recorded: Vec<Recorded> = present.iter().map(|p| self.recorded(p)).collect();
+        let listed_known = recorded.iter().filter(|r| r.is_some()).count();
+        let mut visit: Vec<(PathBuf, Recorded)> = if listed_known == self.files.len() {
             Vec::with_capacity(present.len())
         } else {
             let present_set: HashSet<&PathBuf> = present.iter().collect();
             self.files
-                .keys()
-                .filter(|p| !present_set.contains(p))
-                .cloned()
+                .iter()
+                .filter(|(p, _)| !present_set.contains(p))
+                .map(|(p, f)| (p.clone(), Some(f.identity)))
                 .collect()
         };
-        visit.extend(present);
+        visit.extend(present.into_iter().zip(recorded));
         let mut pending = self.visit_markers();
         let in_use: Vec<(Arc<CertPaths>, CertIdentity)> = self
             .certs
@@ -417,10 +420,10 @@ impl Sources {
         // thousand tenants while the other 99 000 load.
         let mut touched = false;
         let mut chunk = FIRST_CHUNK;
-        let mut rest: &[PathBuf] = &visit;
+        let mut rest: &[(PathBuf, Recorded)] = &visit;
         loop {
             let (now, later) = rest.split_at(chunk.min(rest.len()));
-            pending.extend(self.visit_tenant_files(now));
+            pending.extend(self.visit_recorded(now));
             let mut domains: Vec<DomainName> = pending.drain().collect();
             domains.sort();
             touched |= !domains.is_empty();
@@ -447,14 +450,24 @@ impl Sources {
     /// Re-reads the tenant files among `paths` whose identity changed. Returns the
     /// domains whose tenant may need rebuilding.
     fn visit_tenant_files(&mut self, paths: &[PathBuf]) -> HashSet<DomainName> {
-        // A file not seen before is read at once; a known one only if it changed.
-        // The stat pass is most of a SIGHUP with nothing changed: spread it over cores.
-        let known: Vec<(&PathBuf, Option<Option<FileIdentity>>)> = paths
+        let known: Vec<(PathBuf, Recorded)> = paths
             .iter()
             .filter(|p| is_tenant_file_name(p))
-            .map(|p| (p, self.files.get(p).map(|f| f.identity)))
+            .map(|p| (p.clone(), self.recorded(p)))
             .collect();
-        let fresh = par_map(&known, |(p, recorded)| match recorded {
+        self.visit_recorded(&known)
+    }
+
+    /// What is recorded of the tenant file at `path`.
+    fn recorded(&self, path: &Path) -> Recorded {
+        self.files.get(path).map(|f| f.identity)
+    }
+
+    /// `visit_tenant_files` for paths that come with what was recorded of them.
+    fn visit_recorded(&mut self, known: &[(PathBuf, Recorded)]) -> HashSet<DomainName> {
+        // A file not seen before is read at once; a known one only if it changed.
+        // The stat pass is most of a SIGHUP with nothing changed: spread it over cores.
+        let fresh = par_map(known, |(p, recorded)| match recorded {
             None | Some(None) => true,
             Some(id) => *id != FileIdentity::of(p),
         });
@@ -462,7 +475,7 @@ impl Sources {
             .iter()
             .zip(fresh)
             .filter(|(_, stale)| *stale)
-            .map(|((p, _), _)| (*p).clone())
+            .map(|((p, _), _)| p.clone())
             .collect();
         let base = self.config.base_dir.clone();
         let parsed = par_map(&stale, |path| read_tenant(path, &base));
