@@ -8,7 +8,7 @@ mod support;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
-use stsedge::http::{respond, route};
+use stsedge::http::{ConnectionRoute, respond};
 use stsedge::metrics::Metrics;
 use stsedge::snapshot::SnapshotBuilder;
 
@@ -45,10 +45,22 @@ fn response_build(c: &mut Criterion) {
         .header("host", &sni)
         .body(())
         .unwrap();
+    // The first request of a connection (what a full-handshake fetch does), with
+    // the connection's route made for it, and a later one on a kept-alive connection.
     c.bench_function("response_build/policy_get", |b| {
         b.iter(|| {
+            let conn = ConnectionRoute::new(&sni);
             black_box(respond(
-                route(&shared.load(), &sni, &req),
+                conn.route(&shared.load(), &req),
+                &metrics.responses,
+            ))
+        })
+    });
+    let conn = ConnectionRoute::new(&sni);
+    c.bench_function("response_build/policy_get_keepalive", |b| {
+        b.iter(|| {
+            black_box(respond(
+                conn.route(&shared.load(), &req),
                 &metrics.responses,
             ))
         })

@@ -1,7 +1,8 @@
 //! HTTP routes of the policy edge (SPEC §3), independent of the transport.
 //!
-//! `route` decides what a request is, from the snapshot and the connection's SNI name;
-//! `respond` is the one place that turns that decision into a status and headers.
+//! `ConnectionRoute::route` decides what a request is, from the snapshot and the
+//! connection's SNI name; `respond` is the one place that turns that decision into a
+//! status and headers.
 //! Both are synchronous, allocation-light and read nothing but the snapshot.
 
 use bytes::Bytes;
@@ -34,19 +35,10 @@ pub enum Outcome {
     BadRequest(&'static str),
 }
 
-/// Decides what `req`, received on a connection whose SNI was `sni`, asks for.
-pub fn route<B>(snapshot: &Snapshot, sni: &str, req: &Request<B>) -> Outcome {
-    let tenant = || match snapshot.route(sni) {
-        HostRoute::Tenant(tenant) => Some(tenant.clone()),
-        HostRoute::Service | HostRoute::Unknown => None,
-    };
-    route_with(sni, req, tenant)
-}
-
-/// The route of every request on one connection. A keep-alive connection names the
-/// same host in each request, so the tenant its SNI designates is looked up once per
-/// snapshot generation rather than once per request (the name lookup was the largest
-/// piece of our own work per keep-alive request).
+/// The route of every request on one connection (whose SNI was `sni`). A keep-alive
+/// connection names the same host in each request, so the tenant its SNI designates
+/// is looked up once per snapshot generation rather than once per request (the name
+/// lookup was the largest piece of our own work per keep-alive request).
 pub struct ConnectionRoute {
     sni: Box<str>,
     /// The tenant `sni` designated in the snapshot of that generation.
@@ -61,48 +53,41 @@ impl ConnectionRoute {
         }
     }
 
-    /// Same answer as [`route`] for this connection's SNI.
+    /// Decides what `req` asks for.
     pub fn route<B>(&self, snapshot: &Snapshot, req: &Request<B>) -> Outcome {
-        route_with(&self.sni, req, || {
-            let mut memo = self.memo.borrow_mut();
-            if let Some((generation, tenant)) = &*memo
-                && *generation == snapshot.generation
-            {
-                return Some(tenant.clone());
-            }
-            let HostRoute::Tenant(tenant) = snapshot.route(&self.sni) else {
-                *memo = None;
-                return None;
-            };
-            *memo = Some((snapshot.generation, tenant.clone()));
-            Some(tenant.clone())
-        })
-    }
-}
-
-/// The route rules, given how to find the tenant `sni` designates (asked only for a
-/// request on the right host).
-fn route_with<B>(
-    sni: &str,
-    req: &Request<B>,
-    tenant: impl FnOnce() -> Option<Arc<Tenant>>,
-) -> Outcome {
-    let Some(host) = request_host(req) else {
-        return Outcome::BadRequest("a Host header is required\n");
-    };
-    if !same_host(host, sni) {
-        return Outcome::Misdirected;
-    }
-    match tenant() {
-        Some(tenant) if req.uri().path() == POLICY_PATH => match *req.method() {
-            Method::GET => Outcome::Policy {
-                tenant,
-                head: false,
+        let Some(host) = request_host(req) else {
+            return Outcome::BadRequest("a Host header is required\n");
+        };
+        if !same_host(host, &self.sni) {
+            return Outcome::Misdirected;
+        }
+        match self.tenant(snapshot) {
+            Some(tenant) if req.uri().path() == POLICY_PATH => match *req.method() {
+                Method::GET => Outcome::Policy {
+                    tenant,
+                    head: false,
+                },
+                Method::HEAD => Outcome::Policy { tenant, head: true },
+                _ => Outcome::MethodNotAllowed,
             },
-            Method::HEAD => Outcome::Policy { tenant, head: true },
-            _ => Outcome::MethodNotAllowed,
-        },
-        Some(_) | None => Outcome::NotFound,
+            Some(_) | None => Outcome::NotFound,
+        }
+    }
+
+    /// The tenant the SNI designates in `snapshot`, if any.
+    fn tenant(&self, snapshot: &Snapshot) -> Option<Arc<Tenant>> {
+        let mut memo = self.memo.borrow_mut();
+        if let Some((generation, tenant)) = &*memo
+            && *generation == snapshot.generation
+        {
+            return Some(tenant.clone());
+        }
+        let HostRoute::Tenant(tenant) = snapshot.route(&self.sni) else {
+            *memo = None;
+            return None;
+        };
+        *memo = Some((snapshot.generation, tenant.clone()));
+        Some(tenant.clone())
     }
 }
 
@@ -266,8 +251,9 @@ mod tests {
         let served = body(conn.route(&edited, &req)).unwrap();
         assert!(served.contains("mode: enforce"), "stale memo: {served}");
         assert_eq!(
-            body(route(&edited, "mta-sts.example.com", &req)),
-            Some(served)
+            body(ConnectionRoute::new("mta-sts.example.com").route(&edited, &req)),
+            Some(served),
+            "the memo answers as a fresh lookup does"
         );
 
         let mut builder = edited.to_builder();
