@@ -354,7 +354,7 @@ enum HandshakeError {
 /// (iovec import, the file-permission security hook) that `send` skips. The gain is
 /// small (within noise in an A/B) but never negative. Several buffers (a handshake
 /// flight) still go out in one `writev`.
-pub struct SendStream(TcpStream);
+struct SendStream(TcpStream);
 
 impl tokio::io::AsyncRead for SendStream {
     #[inline]
